@@ -90,8 +90,8 @@ def summarize_draws(
     Rounded to ``decimals`` places (ESS to integers) so that it prints the same
     from run to run.
     """
-    chains = _as_chains(draws)  # validates the shape
-    flat = (draws.detach().cpu().double().numpy() if isinstance(draws, Tensor) else np.asarray(draws, float))
+    _as_chains(draws)  # validates the shape
+    flat = draws.detach().cpu().double().numpy() if isinstance(draws, Tensor) else np.asarray(draws, float)
     flat = flat.reshape(flat.shape[0] * flat.shape[1], -1)
     num_params = flat.shape[1]
     names = list(names) if names is not None else [f"param[{j}]" for j in range(num_params)]
@@ -110,7 +110,6 @@ def summarize_draws(
         },
         index=pd.Index(names, name="parameter"),
     )
-    del chains
     table = table.round(decimals)
     table["ess"] = table["ess"].round(0).astype(int)
     return table
