@@ -114,13 +114,13 @@ def fetch(name: str) -> Path:
     folder = data_dir()
     path = folder / name
     if not path.exists():
-        logging.getLogger("pooch").setLevel(logging.WARNING)  # no "Downloading" noise
+        pooch.get_logger().setLevel(logging.WARNING)  # no "Downloading ..." lines in notebook outputs
         try:
             pooch.retrieve(url, known_hash=f"sha256:{sha256}", fname=name, path=folder)
         except Exception as err:  # network, permissions, or pooch's own hash check
             raise DataError(
                 f"Could not get {name!r}: it is not in {folder} and downloading it from "
-                f"{url} failed ({type(err).__name__}: {err}). Connect to the internet, or "
+                f"{url} failed ({type(err).__name__}: {str(err)[:160]}). Connect to the internet, or "
                 f"download the file yourself and set the environment variable "
                 f"{DATA_DIR_ENV} to the folder that holds it."
             ) from err
