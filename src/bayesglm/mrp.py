@@ -272,20 +272,28 @@ def _check_codes(frame: pd.DataFrame, levels: dict[str, int], what: str) -> None
                 raise ValueError(f"{what}: column {f!r} must hold integer level codes 0..{levels[f] - 1}")
         bad = (col < 0) | (col >= levels[f])
         if bad.any():
+            value = col[bad].iloc[0]
+            value = value.item() if hasattr(value, "item") else value
             raise ValueError(
-                f"{what}: column {f!r} has the unknown level {col[bad].iloc[0]!r}; the model has "
+                f"{what}: column {f!r} has the unknown level {value!r}; the model has "
                 f"{levels[f]} levels of {f!r} (codes 0..{levels[f] - 1})"
             )
 
 
 def check_table(
-    table: pd.DataFrame, levels: dict[str, int] | None = None, *, counts: str = "N"
+    table: pd.DataFrame,
+    levels: dict[str, int] | None = None,
+    *,
+    counts: str = "N",
+    complete: bool = False,
 ) -> pd.DataFrame:
     """Validate a poststratification table and return it unchanged.
 
     Requires a DataFrame with integer level codes in ``0..L-1`` for every factor of
     ``FACTORS`` (``levels`` defaults to :data:`LEVELS`), at most one row per cell,
     and non-negative finite counts in column ``counts`` that do not all vanish.
+    With ``complete=True`` every cell of ``levels`` must be listed (a count may be 0):
+    a table that silently lacks part of the population would bias every estimate.
     """
     levels = _check_levels(dict(LEVELS) if levels is None else levels)
     if not isinstance(table, pd.DataFrame):
@@ -306,6 +314,13 @@ def check_table(
         raise ValueError(f"poststratification table: column {counts!r} has a negative count")
     if N.sum() <= 0:
         raise ValueError(f"poststratification table: the counts {counts!r} sum to zero")
+    expected = math.prod(levels.values())
+    if complete and len(table) != expected:
+        raise ValueError(
+            f"poststratification table has {len(table)} cells but the model's levels {levels} make "
+            f"{expected}; list every cell (with N = 0 where nobody lives), or pass complete=False "
+            "to poststratify a sub-population"
+        )
     return table
 
 
@@ -363,22 +378,24 @@ def poststratification_weights(
     *,
     levels: dict[str, int] | None = None,
     counts: str = "N",
+    complete: bool = True,
 ) -> tuple[Float[Tensor, "num_cells num_groups"], list]:
     r"""Weights :math:`W_{cg} = N_c / \sum_{c' \in g} N_{c'}` for :math:`c \in g` (else 0).
 
     With ``by=None`` there is one group, the whole population (``W`` has one
     column). Every column sums to one, so ``p @ W`` are the poststratified means.
     Returns ``(W, labels)`` with the level codes of ``by`` (``[None]`` without ``by``).
-    A level of ``by`` without any people in the table is an error.
+    A level of ``by`` without any people in the table is an error, and so is (with
+    ``complete=True``, the default) a table that does not list every cell of ``levels``.
     """
     levels = _check_levels(dict(LEVELS) if levels is None else levels)
-    check_table(table, levels, counts=counts)
-    N = torch.as_tensor(table[counts].to_numpy(dtype=np.float64))
+    check_table(table, levels, counts=counts, complete=complete)
+    N = torch.tensor(table[counts].to_numpy(dtype=np.float64))
     if by is None:
         return (N / N.sum()).unsqueeze(-1), [None]
     if by not in FACTORS:
         raise ValueError(f"by must be None or one of {FACTORS}; got {by!r}")
-    group = torch.as_tensor(table[by].to_numpy(dtype=np.int64))
+    group = torch.tensor(table[by].to_numpy(dtype=np.int64))
     G = levels[by]
     totals = torch.zeros(G, dtype=DTYPE).index_add_(0, group, N)
     if (totals <= 0).any():
@@ -396,6 +413,7 @@ def poststratify(
     *,
     levels: dict[str, int] | None = None,
     counts: str = "N",
+    complete: bool = True,
 ) -> Float[Tensor, "*batch"] | Float[Tensor, "*batch num_groups"]:
     r"""Poststratified means :math:`\sum_c N_c p_c / \sum_c N_c` of cell probabilities.
 
@@ -404,10 +422,10 @@ def poststratify(
     """
     if not isinstance(cell_probs, Tensor):
         raise TypeError(f"cell_probs must be a torch.Tensor; got {type(cell_probs).__name__}")
-    W, _ = poststratification_weights(table, by, levels=levels, counts=counts)
+    W, _ = poststratification_weights(table, by, levels=levels, counts=counts, complete=complete)
     if cell_probs.ndim == 0 or cell_probs.shape[-1] != W.shape[0]:
         raise ValueError(
-            f"cell_probs has {tuple(cell_probs.shape)[-1:] or 'no'} cells on its last axis but the "
+            f"cell_probs has {cell_probs.shape[-1] if cell_probs.ndim else 'no'} cells on its last axis but the "
             f"poststratification table has {W.shape[0]} rows; they must match row for row"
         )
     out = cell_probs.to(DTYPE) @ W
@@ -676,8 +694,8 @@ class MultilevelLogisticModel:
             raise ValueError(f"num_chains must be None or an integer >= 1; got {num_chains!r}")
         cells = aggregate_sample(sample, self.levels, outcome=outcome)
         Z = self.design_matrix(cells)
-        y = torch.as_tensor(cells["y"].to_numpy(dtype=np.float64))
-        n = torch.as_tensor(cells["n"].to_numpy(dtype=np.float64))
+        y = torch.tensor(cells["y"].to_numpy(dtype=np.float64))
+        n = torch.tensor(cells["n"].to_numpy(dtype=np.float64))
         C = 1 if num_chains is None else int(num_chains)
         P, G = self.num_coef, len(GROUPS)
         if init is None:
@@ -731,16 +749,20 @@ class MultilevelLogisticModel:
         by: str | None = None,
         *,
         counts: str = "N",
+        complete: bool = True,
         chunk_size: int = 512,
     ) -> Float[Tensor, "*batch"] | Float[Tensor, "*batch num_groups"]:
         r"""Poststratified preference per draw: :math:`\sum_c N_c p_c(\theta) / \sum_c N_c`,
         over the population (``by=None``) or per level of ``by`` (e.g. ``"state"``).
 
         Computed ``chunk_size`` draws at a time, so that the (draws x cells) matrix of
-        probabilities never has to fit in memory at once.
+        probabilities never has to fit in memory at once. ``complete=False`` allows a
+        table of a sub-population (see :func:`check_table`).
         """
         coef = self._check_coef(coef)
-        W, _ = poststratification_weights(table, by, levels=self.levels, counts=counts)
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, Integral) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be an integer >= 1; got {chunk_size!r}")
+        W, _ = poststratification_weights(table, by, levels=self.levels, counts=counts, complete=complete)
         Zt = self.design_matrix(table).T
         flat = coef.reshape(-1, self.num_coef)
         out = torch.cat([torch.sigmoid(chunk @ Zt) @ W for chunk in flat.split(chunk_size)])
