@@ -457,6 +457,10 @@ class MultilevelRegression:
        then :math:`\tau_l^2 \mid \cdot \sim \mathrm{IG}\big(\tfrac{J+1}{2}, \tfrac12 \sum_j (\theta_{jl} - \mu_l)^2 + 1/a_l\big)`.
     4. :math:`b \mid \sigma \sim \mathrm{IG}(1, \sigma^{-2} + A_\sigma^{-2})`, then
        :math:`\sigma^2 \mid \cdot \sim \mathrm{IG}\big(\tfrac{n+1}{2}, \tfrac12 \mathrm{RSS} + 1/b\big)`.
+
+    A sweep runs steps 3 and 4 (given the current coefficients), then 1 and 2, which
+    together are one joint draw of all coefficients given :math:`(\tau, \sigma)`. Fixed
+    SDs skip their step; with both fixed the draws are independent and exact.
     """
 
     def __init__(
