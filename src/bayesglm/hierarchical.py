@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from numbers import Integral, Real
+from typing import NamedTuple
 
 import torch
 from fastprogress.fastprogress import progress_bar
@@ -48,74 +49,107 @@ __all__ = ["HierarchicalBinomialGLM"]
 DTYPE = torch.float64
 
 
+class _Blocks(NamedTuple):
+    """Blocks of one size: county indices, the state of each block, and the padded features."""
+
+    index: Tensor  # (blocks, K), counties (n = padding)
+    state: Tensor  # (blocks,)
+    X: Tensor  # (blocks, K, p)
+    outer: Tensor  # (blocks, K, p(p+1)/2): upper triangles of x_i x_i^T
+
+
 class _StateBlocks:
     r"""Counties grouped by state into zero-padded blocks, for fast per-state sums.
 
-    Sorting the counties by state and cutting each state's list into blocks of
-    ``block_size`` counties (the last one padded with a zero row) turns every
-    per-state sum :math:`\sum_{i: s_i = s} w_i f(x_i)` into one batched matrix
-    product over blocks followed by a sum of the blocks of each state. The
-    products :math:`x_i x_i^\top` (upper triangles) are computed once here.
+    With the counties sorted by state and cut into blocks that each hold
+    counties of one state only (padded with zero rows), every per-state sum
+    :math:`\sum_{i: s_i = s} w_i f(x_i)` becomes a batched matrix product over
+    blocks followed by an ``index_add`` of the blocks into their states. A state
+    fills blocks of 128 counties and puts its remaining counties into one block
+    of the smallest size among 16, 32, 64, 128 that holds them, so that little
+    of the work is padding; each size is one batched product. The per-county
+    products :math:`x_i x_i^\top` (upper triangles) are computed once, here.
     """
 
-    def __init__(self, s: Tensor, X: Tensor, num_states: int, block_size: int) -> None:
+    SIZES = (16, 32, 64, 128)
+
+    def __init__(self, s: Tensor, X: Tensor, num_states: int) -> None:
         n, p = X.shape
+        sizes = torch.tensor(self.SIZES)
+        big = self.SIZES[-1]
         counts = torch.bincount(s, minlength=num_states)
+        full, rest = counts // big, counts % big
+        rest_class = torch.searchsorted(sizes, rest)  # index into SIZES of each state's last block
+        has_rest = rest > 0
         order = torch.argsort(s, stable=True)  # counties sorted by state
-        blocks_per_state = (counts + block_size - 1) // block_size
-        first_block = torch.cumsum(blocks_per_state, 0) - blocks_per_state
-        first_county = torch.cumsum(counts, 0) - counts
-        sorted_states = s[order]
-        rank = torch.arange(n) - first_county[sorted_states]  # position within the state
-        block = first_block[sorted_states] + rank // block_size
-        slot = rank % block_size
-        num_blocks = int(blocks_per_state.sum())
-        index = torch.full((num_blocks, block_size), n, dtype=torch.long)  # n = the zero padding row
-        index[block, slot] = order
-        self.n, self.p, self.num_states = n, p, num_states
-        self.index = index
-        self.block_state = torch.repeat_interleave(torch.arange(num_states), blocks_per_state)
-        self.county_block = torch.empty(n, dtype=torch.long)
-        self.county_block[order] = block
-        self.county_slot = torch.empty(n, dtype=torch.long)
-        self.county_slot[order] = slot
-        padded = torch.cat([X, X.new_zeros(1, p)])
-        self.X_blocks = padded[index]  # (blocks, K, p)
+        state = s[order]
+        rank = torch.arange(n) - (torch.cumsum(counts, 0) - counts)[state]  # position within the state
+        in_full = rank < full[state] * big
+        num_full = int(full.sum())
+        county_class = torch.where(in_full, len(self.SIZES) - 1, rest_class[state])
+        # block number within its size class: full blocks first, then one rest block per state
+        rest_number = torch.zeros(num_states, dtype=torch.long)
+        for c in range(len(self.SIZES)):  # a loop over the four block sizes
+            members = has_rest & (rest_class == c)
+            rest_number[members] = torch.cumsum(members.long(), 0)[members] - 1
+        rest_number = rest_number + torch.where(rest_class == len(self.SIZES) - 1, num_full, 0)
+        full_number = (torch.cumsum(full, 0) - full)[state] + rank // big
+        county_block = torch.where(in_full, full_number, rest_number[state])
+        county_slot = torch.where(in_full, rank % big, rank - full[state] * big)
+        padded = torch.cat([X, X.new_zeros(1, p)])  # row n: the zero padding row
         rows, cols = torch.triu_indices(p, p)
-        self.outer_blocks = self.X_blocks[..., rows] * self.X_blocks[..., cols]  # (blocks, K, p(p+1)/2)
+        self.n, self.p, self.num_states = n, p, num_states
+        self.classes: list[_Blocks] = []  # one entry per block size in use
+        for c, size in enumerate(self.SIZES):
+            mine = county_class == c
+            num_blocks = int(county_block[mine].max()) + 1 if bool(mine.any()) else 0
+            if num_blocks == 0:
+                continue
+            index = torch.full((num_blocks, size), n, dtype=torch.long)
+            index[county_block[mine], county_slot[mine]] = order[mine]
+            block_state = torch.full((num_blocks,), -1, dtype=torch.long)
+            block_state[county_block[mine]] = state[mine]
+            X_blocks = padded[index]  # (blocks, K, p)
+            outer_blocks = X_blocks[..., rows] * X_blocks[..., cols]  # (blocks, K, p(p+1)/2)
+            self.classes.append(_Blocks(index, block_state, X_blocks, outer_blocks))
         # position in the packed upper triangle of every entry (j, k) of a p x p matrix
         packed = torch.empty(p, p, dtype=torch.long)
         packed[rows, cols] = torch.arange(rows.numel())
         packed[cols, rows] = torch.arange(rows.numel())
-        self.unpack = packed.reshape(-1)
+        self.unpack_index = packed.reshape(-1)
 
-    def _to_blocks(self, weights: Float[Tensor, "B n"]) -> Float[Tensor, "blocks B K"]:
-        padded = torch.cat([weights, weights.new_zeros(weights.shape[0], 1)], dim=1)
-        return padded[:, self.index].transpose(0, 1)
+    def _per_state_sum(self, weights: Float[Tensor, "B n"], features: str) -> Float[Tensor, "S B d"]:
+        """Sum over each state's counties of weight times ``features`` ("X" or "outer") per county."""
+        padded = torch.cat([weights, weights.new_zeros(weights.shape[0], 1)], dim=1).T  # (n + 1, B)
+        d = getattr(self.classes[0], features).shape[-1]
+        out = weights.new_zeros(self.num_states, weights.shape[0], d)
+        for blocks in self.classes:
+            # (blocks, B, K) @ (blocks, K, d): the weighted sum over each block's counties
+            out.index_add_(0, blocks.state, padded[blocks.index].mT @ getattr(blocks, features))
+        return out
 
-    def _sum_blocks(self, per_block: Float[Tensor, "blocks B d"]) -> Float[Tensor, "B S d"]:
-        out = per_block.new_zeros(self.num_states, *per_block.shape[1:])
-        return out.index_add_(0, self.block_state, per_block).transpose(0, 1)
+    def gram(self, weights: Float[Tensor, "B n"]) -> Float[Tensor, "S B q"]:
+        r""":math:`\sum_{i: s_i = s} w_i x_i x_i^\top` for every state and batch entry,
+        packed: the q = p(p+1)/2 entries of the upper triangle (see :meth:`unpack`)."""
+        return self._per_state_sum(weights, "outer")
 
-    def gram(self, weights: Float[Tensor, "B n"]) -> Float[Tensor, "B S p p"]:
-        r""":math:`\sum_{i: s_i = s} w_i x_i x_i^\top` for every batch entry and state."""
-        packed = self._sum_blocks(self._to_blocks(weights) @ self.outer_blocks)
-        return packed[..., self.unpack].reshape(*packed.shape[:-1], self.p, self.p)
+    def unpack(self, packed: Float[Tensor, "*batch q"]) -> Float[Tensor, "*batch p p"]:
+        """The symmetric p x p matrices of packed upper triangles."""
+        return packed.index_select(-1, self.unpack_index).view(*packed.shape[:-1], self.p, self.p)
 
-    def weighted_sum(self, weights: Float[Tensor, "B n"]) -> Float[Tensor, "B S p"]:
-        r""":math:`\sum_{i: s_i = s} w_i x_i` for every batch entry and state."""
-        return self._sum_blocks(self._to_blocks(weights) @ self.X_blocks)
+    def weighted_sum(self, weights: Float[Tensor, "B n"]) -> Float[Tensor, "S B p"]:
+        r""":math:`\sum_{i: s_i = s} w_i x_i` for every state and batch entry."""
+        return self._per_state_sum(weights, "X")
 
     def linear_predictor(self, local_betas: Float[Tensor, "B S p"]) -> Float[Tensor, "B n"]:
         r""":math:`x_i^\top \beta_{s_i}` for every batch entry and county."""
-        per_block = local_betas.transpose(0, 1)[self.block_state] @ self.X_blocks.mT  # (blocks, B, K)
-        return per_block[self.county_block, :, self.county_slot].T
-
-
-def _block_size(batch_size: int) -> int:
-    # Small batches: small blocks waste less padding. Large batches: longer inner
-    # dimensions make the matrix products efficient (measured on the 2016 data).
-    return 32 if batch_size < 32 else 128
+        B = local_betas.shape[0]
+        by_state = local_betas.transpose(0, 1)  # (S, B, p)
+        out = local_betas.new_empty(B, self.n + 1)  # column n collects the padding
+        for blocks in self.classes:
+            per_block = by_state[blocks.state] @ blocks.X.mT  # (blocks, B, K)
+            out[:, blocks.index.reshape(-1)] = per_block.transpose(0, 1).reshape(B, -1)
+        return out[:, : self.n]
 
 
 class HierarchicalBinomialGLM:
@@ -243,7 +277,8 @@ class HierarchicalBinomialGLM:
     # ----------------------------------------------------- the math, flattened
     # The private helpers below take a flat batch: y, N, omega, offset (B, n);
     # local betas (B, S, p); global beta (B, p).
-    def _log_joint(self, psi, y, N, local_betas, global_beta) -> Tensor:
+    def _log_prior(self, local_betas, global_beta) -> Tensor:
+        """log N(beta_0; mu, Sigma) + sum_s log N(beta_s; beta_0, nu^2 I)."""
         S, p, nu = self.num_states, self.num_features, self.dispersion
         white = torch.linalg.solve_triangular(
             self._cov_chol, (global_beta - self._mean).unsqueeze(-1), upper=False
@@ -251,15 +286,36 @@ class HierarchicalBinomialGLM:
         log_global = -0.5 * (white**2).sum(-1) - 0.5 * self._prior_logdet - 0.5 * p * math.log(2 * math.pi)
         spread = ((local_betas - global_beta.unsqueeze(-2)) ** 2).sum((-2, -1))
         log_local = -0.5 * spread / nu**2 - S * p * math.log(nu) - 0.5 * S * p * math.log(2 * math.pi)
-        return log_global + log_local + binomial_log_likelihood(y, N, psi)
+        return log_global + log_local
 
-    def _sample_local(self, blocks: _StateBlocks, y, N, omega, offset, global_beta, generator) -> Tensor:
-        # J_s = nu^-2 I + sum_{i in s} omega_i x_i x_i^T ; h_s = nu^-2 beta_0 + sum_{i in s} (kappa_i - omega_i o_i) x_i
-        prior_precision = self.dispersion**-2
-        eye = torch.eye(self.num_features, dtype=DTYPE)
-        J = blocks.gram(omega) + prior_precision * eye
-        h = blocks.weighted_sum(y - N / 2 - omega * offset) + prior_precision * global_beta.unsqueeze(-2)
-        return sample_gaussian_information(J, h, generator=generator)
+    def _sample_local(
+        self, blocks: _StateBlocks, y, N, omega, offset, global_beta, generator, informed=None
+    ) -> Tensor:
+        r"""Every :math:`\beta_s \mid \beta_0, \omega, y` at once, shape (B, S, p).
+
+        ``informed`` (B, S), optional: which (batch entry, state) pairs have data
+        (some :math:`N_i > 0`). The others are drawn from the prior
+        :math:`N(\beta_0, \nu^2 I)` directly, which skips their Cholesky factorizations.
+        Internally state-major, (S, B, ...), the layout of the per-state sums.
+        """
+        nu = self.dispersion
+        if informed is None:
+            informed = torch.ones(global_beta.shape[0], self.num_states, dtype=torch.bool)
+        informed = informed.T  # (S, B)
+        beta0 = global_beta.expand(self.num_states, -1, -1)  # (S, B, p)
+        # J_s = nu^-2 I + sum_{i: s_i = s} omega_i x_i x_i^T, for the informed pairs only
+        J = blocks.unpack(blocks.gram(omega)[informed])
+        J.diagonal(dim1=-2, dim2=-1).add_(nu**-2)
+        # h_s = nu^-2 beta_0 + sum_{i: s_i = s} (y_i - N_i / 2 - omega_i o_i) x_i
+        h = blocks.weighted_sum(y - N / 2 - omega * offset)[informed] + nu**-2 * beta0[informed]
+        local = beta0.clone()
+        local[informed] = sample_gaussian_information(J, h, generator=generator)
+        # no data: beta_s | beta_0 ~ N(beta_0, nu^2 I), no factorization needed
+        prior_only = ~informed
+        local[prior_only] += nu * torch.randn(
+            int(prior_only.sum()), self.num_features, dtype=DTYPE, generator=generator
+        )
+        return local.transpose(0, 1)
 
     def _sample_global(self, local_betas, generator) -> Tensor:
         # J_0 = Sigma^-1 + S nu^-2 I ; h_0 = Sigma^-1 mu + nu^-2 sum_s beta_s
@@ -295,10 +351,8 @@ class HierarchicalBinomialGLM:
         psi = (local_betas[..., s, :] * X).sum(-1) + offset
         batch = self._batch_shape(y.shape[:-1], psi.shape[:-1], global_beta.shape[:-1])
         n = X.shape[0]
-        return self._log_joint(
-            psi.expand(*batch, n), y.expand(*batch, n), N.expand(*batch, n),
-            local_betas.expand(*batch, S, p), global_beta.expand(*batch, p),
-        )
+        prior = self._log_prior(local_betas.expand(*batch, S, p), global_beta.expand(*batch, p))
+        return prior + binomial_log_likelihood(y, N, psi)
 
     def _gibbs_update_global_beta(
         self,
@@ -341,7 +395,7 @@ class HierarchicalBinomialGLM:
         batch = self._batch_shape(y.shape[:-1], omegas.shape[:-1], offset.shape[:-1], global_beta.shape[:-1])
         B = math.prod(batch)
         flat = [t.expand(*batch, n).reshape(B, n) for t in (y, N, omegas, offset)]
-        blocks = _StateBlocks(s, X, self.num_states, _block_size(B))
+        blocks = _StateBlocks(s, X, self.num_states)
         local = self._sample_local(blocks, *flat, global_beta.expand(*batch, p).reshape(B, p), generator)
         return local.reshape(*batch, self.num_states, p)
 
@@ -434,7 +488,15 @@ class HierarchicalBinomialGLM:
 
         y_, N_, offset_ = flat(y), flat(N), flat(offset)
         B = y_.shape[0]
-        blocks = _StateBlocks(s, X, S, _block_size(B))
+        blocks = _StateBlocks(s, X, S)
+        informed = torch.zeros(B, S, dtype=DTYPE).index_add_(1, s, N_) > 0  # (batch, state) pairs with data
+        # sum_i log C(N_i, y_i), fixed over iterations: binomial_log_likelihood at logits 0, plus N log 2
+        log_choose = binomial_log_likelihood(y_, N_, torch.zeros_like(y_)) + math.log(2) * N_.sum(-1)
+
+        def log_joint(psi, local_betas, global_beta):
+            log_lik = log_choose + (y_ * psi - N_ * torch.nn.functional.softplus(psi)).sum(-1)
+            return self._log_prior(local_betas, global_beta) + log_lik
+
         global_beta = init_beta.expand(*batch, p).reshape(B, p).clone()
         local_betas = global_beta.unsqueeze(1).expand(B, S, p).clone()
         psi = blocks.linear_predictor(local_betas) + offset_
@@ -442,15 +504,15 @@ class HierarchicalBinomialGLM:
         out_local = torch.empty(B, num_iters + 1, S, p, dtype=DTYPE)
         out_lp = torch.empty(B, num_iters + 1, dtype=DTYPE)
         out_global[:, 0], out_local[:, 0] = global_beta, local_betas
-        out_lp[:, 0] = self._log_joint(psi, y_, N_, local_betas, global_beta)
+        out_lp[:, 0] = log_joint(psi, local_betas, global_beta)
         iterations = progress_bar(range(num_iters)) if progress else range(num_iters)
         for it in iterations:
             omega = sample_pg(N_, psi, generator=generator)
-            local_betas = self._sample_local(blocks, y_, N_, omega, offset_, global_beta, generator)
+            local_betas = self._sample_local(blocks, y_, N_, omega, offset_, global_beta, generator, informed)
             global_beta = self._sample_global(local_betas, generator)
             psi = blocks.linear_predictor(local_betas) + offset_
             out_global[:, it + 1], out_local[:, it + 1] = global_beta, local_betas
-            out_lp[:, it + 1] = self._log_joint(psi, y_, N_, local_betas, global_beta)
+            out_lp[:, it + 1] = log_joint(psi, local_betas, global_beta)
         return {
             "global_beta": out_global.reshape(*batch, num_iters + 1, p),
             "local_betas": out_local.reshape(*batch, num_iters + 1, S, p),
