@@ -84,12 +84,13 @@ def test_open_in_colab_link(visit, page):
 
 @pytest.mark.parametrize("page", PAGES, ids=IDS)
 def test_no_horizontal_scrolling(visit, page):
-    """Neither the page nor its main column scrolls sideways, and no code block does."""
+    """Neither the page nor its main column scrolls sideways, nor does any code block or display equation."""
     seen = visit(page).seen
     assert seen["page"]["scrollWidth"] <= seen["page"]["clientWidth"], f"the page scrolls sideways: {seen['page']}"
     article = seen["article"]
     assert article["scrollWidth"] <= article["clientWidth"] + 1, f"the main column scrolls sideways: {article}"
     assert not seen["wideCode"], f"code blocks wider than the page: {seen['wideCode'][:3]}"
+    assert not seen["wideMath"], f"display equations wider than the page (split them): {seen['wideMath'][:3]}"
 
 
 @pytest.mark.parametrize("page", PAGES, ids=IDS)
