@@ -220,7 +220,7 @@ class BinomialGLM:
     def _sample_beta(
         self, X: Tensor, Xt_kappa: Tensor, omegas: Tensor, generator: torch.Generator | None
     ) -> Tensor:
-        precision = self.prior_precision + (X.T * omegas.unsqueeze(-2)) @ X  # J = Sigma^-1 + X^T diag(w) X
+        precision = self.prior_precision + X.T @ (omegas.unsqueeze(-1) * X)  # J = Sigma^-1 + X^T diag(w) X
         linear = (self.prior_linear + Xt_kappa).expand(precision.shape[:-1])  # h = Sigma^-1 mu + X^T kappa
         return sample_gaussian_information(precision, linear, generator=generator)
 
