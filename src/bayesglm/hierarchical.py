@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 import torch
 from fastprogress.fastprogress import progress_bar
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from .gaussian import sample_gaussian_information
@@ -56,6 +56,14 @@ class _Blocks(NamedTuple):
     state: Tensor  # (blocks,)
     X: Tensor  # (blocks, K, p)
     outer: Tensor  # (blocks, K, p(p+1)/2): upper triangles of x_i x_i^T
+
+
+class _Pairs(NamedTuple):
+    """The (state, batch entry) pairs whose weights need a Gaussian update (those with data)."""
+
+    index: Tensor  # flat indices s * B + b into (S, B) of the pairs with data
+    gather: Tensor  # flat positions in the packed (S, B, q) Gram sums of all p x p entries of their J
+    complete: bool  # every pair has data
 
 
 class _StateBlocks:
@@ -130,12 +138,15 @@ class _StateBlocks:
 
     def gram(self, weights: Float[Tensor, "B n"]) -> Float[Tensor, "S B q"]:
         r""":math:`\sum_{i: s_i = s} w_i x_i x_i^\top` for every state and batch entry,
-        packed: the q = p(p+1)/2 entries of the upper triangle (see :meth:`unpack`)."""
+        packed: the q = p(p+1)/2 entries of the upper triangle (``unpack_index`` maps them back)."""
         return self._per_state_sum(weights, "outer")
 
-    def unpack(self, packed: Float[Tensor, "*batch q"]) -> Float[Tensor, "*batch p p"]:
-        """The symmetric p x p matrices of packed upper triangles."""
-        return packed.index_select(-1, self.unpack_index).view(*packed.shape[:-1], self.p, self.p)
+    def pairs(self, informed: Bool[Tensor, "B S"]) -> _Pairs:
+        """Index the (state, batch) pairs with data, and where their J entries sit in :meth:`gram`'s output."""
+        index = informed.T.reshape(-1).nonzero().squeeze(-1)
+        q = self.p * (self.p + 1) // 2
+        gather = (index[:, None] * q + self.unpack_index).reshape(-1)
+        return _Pairs(index, gather, bool(informed.all()))
 
     def weighted_sum(self, weights: Float[Tensor, "B n"]) -> Float[Tensor, "S B p"]:
         r""":math:`\sum_{i: s_i = s} w_i x_i` for every state and batch entry."""
@@ -289,32 +300,29 @@ class HierarchicalBinomialGLM:
         return log_global + log_local
 
     def _sample_local(
-        self, blocks: _StateBlocks, y, N, omega, offset, global_beta, generator, informed=None
+        self, blocks: _StateBlocks, y, N, omega, offset, global_beta, generator, pairs: _Pairs | None = None
     ) -> Tensor:
         r"""Every :math:`\beta_s \mid \beta_0, \omega, y` at once, shape (B, S, p).
 
-        ``informed`` (B, S), optional: which (batch entry, state) pairs have data
-        (some :math:`N_i > 0`). The others are drawn from the prior
-        :math:`N(\beta_0, \nu^2 I)` directly, which skips their Cholesky factorizations.
-        Internally state-major, (S, B, ...), the layout of the per-state sums.
+        ``pairs`` (from :meth:`_StateBlocks.pairs`, default: all): the (state, batch)
+        pairs with data. The others are drawn from the prior :math:`N(\beta_0, \nu^2 I)`
+        directly, which skips their Cholesky factorizations. Internally
+        state-major, (S, B, ...), the layout of the per-state sums.
         """
-        nu = self.dispersion
-        if informed is None:
-            informed = torch.ones(global_beta.shape[0], self.num_states, dtype=torch.bool)
-        informed = informed.T  # (S, B)
-        beta0 = global_beta.expand(self.num_states, -1, -1)  # (S, B, p)
-        # J_s = nu^-2 I + sum_{i: s_i = s} omega_i x_i x_i^T, for the informed pairs only
-        J = blocks.unpack(blocks.gram(omega)[informed])
+        S, (B, p), nu = self.num_states, global_beta.shape, self.dispersion
+        if pairs is None:
+            pairs = blocks.pairs(torch.ones(B, S, dtype=torch.bool))
+        # J_s = nu^-2 I + sum_{i: s_i = s} omega_i x_i x_i^T  (sums packed as (S, B, q), unpacked here)
+        J = blocks.gram(omega).reshape(-1).index_select(0, pairs.gather).view(-1, p, p)
         J.diagonal(dim1=-2, dim2=-1).add_(nu**-2)
-        # h_s = nu^-2 beta_0 + sum_{i: s_i = s} (y_i - N_i / 2 - omega_i o_i) x_i
-        h = blocks.weighted_sum(y - N / 2 - omega * offset)[informed] + nu**-2 * beta0[informed]
-        local = beta0.clone()
-        local[informed] = sample_gaussian_information(J, h, generator=generator)
-        # no data: beta_s | beta_0 ~ N(beta_0, nu^2 I), no factorization needed
-        prior_only = ~informed
-        local[prior_only] += nu * torch.randn(
-            int(prior_only.sum()), self.num_features, dtype=DTYPE, generator=generator
-        )
+        # h_s = nu^-2 beta_0 + sum_{i: s_i = s} (kappa_i - omega_i o_i) x_i,  kappa_i = y_i - N_i / 2
+        h = (blocks.weighted_sum(y - N / 2 - omega * offset) + nu**-2 * global_beta).reshape(S * B, p)
+        if pairs.complete:  # one batched draw for all states
+            return sample_gaussian_information(J, h, generator=generator).view(S, B, p).transpose(0, 1)
+        # pairs without data: beta_s | beta_0 ~ N(beta_0, nu^2 I), no factorization needed
+        local = global_beta + nu * torch.randn(S, B, p, dtype=DTYPE, generator=generator)
+        draws = sample_gaussian_information(J, h.index_select(0, pairs.index), generator=generator)
+        local.view(S * B, p).index_copy_(0, pairs.index, draws)
         return local.transpose(0, 1)
 
     def _sample_global(self, local_betas, generator) -> Tensor:
@@ -489,7 +497,7 @@ class HierarchicalBinomialGLM:
         y_, N_, offset_ = flat(y), flat(N), flat(offset)
         B = y_.shape[0]
         blocks = _StateBlocks(s, X, S)
-        informed = torch.zeros(B, S, dtype=DTYPE).index_add_(1, s, N_) > 0  # (batch, state) pairs with data
+        pairs = blocks.pairs(torch.zeros(B, S, dtype=DTYPE).index_add_(1, s, N_) > 0)  # pairs with data
         # sum_i log C(N_i, y_i), fixed over iterations: binomial_log_likelihood at logits 0, plus N log 2
         log_choose = binomial_log_likelihood(y_, N_, torch.zeros_like(y_)) + math.log(2) * N_.sum(-1)
 
@@ -508,7 +516,7 @@ class HierarchicalBinomialGLM:
         iterations = progress_bar(range(num_iters)) if progress else range(num_iters)
         for it in iterations:
             omega = sample_pg(N_, psi, generator=generator)
-            local_betas = self._sample_local(blocks, y_, N_, omega, offset_, global_beta, generator, informed)
+            local_betas = self._sample_local(blocks, y_, N_, omega, offset_, global_beta, generator, pairs)
             global_beta = self._sample_global(local_betas, generator)
             psi = blocks.linear_predictor(local_betas) + offset_
             out_global[:, it + 1], out_local[:, it + 1] = global_beta, local_betas
