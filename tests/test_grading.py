@@ -1,0 +1,453 @@
+"""Tests of bayesglm.grading: student versions, the statistical checks, and grading real notebooks.
+
+Two layers. The checks' statistics (their false-alarm rates and their power against
+planted mistakes) are tested *in this process*, by calling the kernel-side check on
+hand-made namespaces: fast, so several seeds are affordable. Grading end to end (a
+kernel per submission, time limits, reports) is tested on the reference notebooks and
+on small synthetic submissions built with nbformat: each costs one kernel start-up.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+
+from bayesglm import grading
+from bayesglm.data import load_demographics, preprocess_covariates
+from bayesglm.polyagamma import sample_pg_naive
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTIONS = ROOT / "hw2_solutions"
+CONFIG = grading.load_config(SOLUTIONS / "grading.toml")
+
+
+def check(assignment: str, check_id: str) -> grading.Check:
+    return next(c for c in CONFIG.assignment(assignment).checks if c.id == check_id)
+
+
+def run_in_process(namespace: dict, chk: grading.Check, **overrides) -> dict:
+    """The kernel-side check, run here on ``namespace`` (what the student's globals would be)."""
+    return grading._run_check(dict(namespace), {**chk.spec(), **overrides})
+
+
+def notebook(*cells: str) -> nbformat.NotebookNode:
+    """A notebook from sources; a source starting with 'md:' is a markdown cell."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_markdown_cell(c[3:]) if c.startswith("md:") else nbformat.v4.new_code_cell(c)
+                for c in cells]
+    return nb
+
+
+def points(report: grading.Report) -> dict[str, float | None]:
+    return {c.id: c.points for c in report.checks}
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------------------------
+
+
+def test_config_describes_every_solution_notebook():
+    assert "00_preprocessing" in CONFIG.assignments
+    missing = [a.name for a in CONFIG.assignments.values() if not a.notebook.exists()]
+    for assignment in CONFIG.assignments.values():
+        if assignment.name in missing:
+            continue
+        assert assignment.checks and assignment.max_points > 0
+        for c in assignment.checks:
+            if c.kind == "manual":
+                nb = nbformat.read(assignment.notebook, as_version=4)
+                assert grading._section(nb.cells, c.params["heading"]), f"{c.id}: heading not in the notebook"
+    if missing:
+        pytest.skip(f"solution notebook(s) not written yet: {missing}")
+
+
+def test_config_errors_say_what_is_wrong_and_where(tmp_path):
+    bad = tmp_path / "grading.toml"
+    bad.write_text('[assignments.a]\n[[assignments.a.checks]]\nid = "x"\nproblem = "1"\npoints = 1\n'
+                   'kind = "equal"\nstudent = "y"\nreference = "z"\nrtoll = 1\n')
+    with pytest.raises(grading.GradingError, match=r"unknown key\(s\) \['rtoll'\].*allowed"):
+        grading.load_config(bad)
+    bad.write_text('[assignments.a]\n[[assignments.a.checks]]\nid = "x"\nproblem = "1"\npoints = 1\nkind = "exact"\n')
+    with pytest.raises(grading.GradingError, match="kind.*must be one of"):
+        grading.load_config(bad)
+    bad.write_text('[assignments.a]\n[[assignments.a.checks]]\nid = "x"\nproblem = "1"\npoints = 1\n'
+                   'kind = "mvn_draws"\nstudent = "f()"\n')
+    with pytest.raises(grading.GradingError, match=r"missing key\(s\) \['reference'\]"):
+        grading.load_config(bad)
+    bad.write_text('[assignments.a]\n[[assignments.a.checks]]\nid = "x"\nproblem = "1"\npoints = -1\n'
+                   'kind = "expect"\nexpr = "True"\nmessage = "m"\n')
+    with pytest.raises(grading.GradingError, match="points must be >= 0"):
+        grading.load_config(bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# Student versions
+# ---------------------------------------------------------------------------------------------
+
+
+def test_student_version_empties_answers_keeps_prompts_and_clears_outputs():
+    solution = nbformat.read(SOLUTIONS / "00_preprocessing.ipynb", as_version=4)
+    student, _ = grading.student_version(solution, assignment="00_preprocessing")
+    assert len(student.cells) == len(solution.cells)
+    for before, after in zip(solution.cells, student.cells):
+        if grading.SOLUTION_TAG in before.metadata.get("tags", []):
+            assert after.source in (grading.CODE_PLACEHOLDER, grading.MARKDOWN_PLACEHOLDER)
+            assert grading.ANSWER_TAG in after.metadata["tags"]
+        elif before is not solution.cells[0]:
+            assert after.source == before.source  # prompts and provided code untouched
+        if after.cell_type == "code":
+            assert after.outputs == [] and after.execution_count is None
+    assert student.cells[0].source.startswith(solution.cells[0].source.splitlines()[0])
+    assert "Assignment version" in student.cells[0].source
+    assert student.metadata["bayesglm"]["assignment"] == "00_preprocessing"
+    assert any(grading.SOLUTION_TAG in c.metadata.get("tags", []) for c in solution.cells)  # input untouched
+
+
+def test_solution_markers_remove_only_the_marked_lines():
+    nb = notebook("class Model:\n    def f(self, x):\n        # BEGIN SOLUTION\n        return 2 * x\n"
+                  "        # END SOLUTION\n\n    def g(self):\n        return 1")
+    nb.cells[0].metadata["tags"] = ["solution"]
+    student, _ = grading.student_version(nb)
+    assert student.cells[0].source == ("class Model:\n    def f(self, x):\n        # YOUR CODE HERE\n\n"
+                                       "    def g(self):\n        return 1")
+    nb.cells[0].source = "# BEGIN SOLUTION\nx = 1"
+    with pytest.raises(grading.GradingError, match="without END SOLUTION"):
+        grading.student_version(nb)
+
+
+def test_an_untagged_answer_is_reported_and_strict_mode_refuses(tmp_path):
+    nb = notebook("md:# Title", "md:## Problem 1\nWhy?\n\n*Answer.* Because.", "x = 1")
+    nb.cells[2].metadata["tags"] = ["solution"]
+    folder = tmp_path / "solutions"
+    folder.mkdir()
+    nbformat.write(nb, folder / "01_x.ipynb")
+    written, warnings = grading.write_student_versions(folder, tmp_path / "student")
+    assert [p.name for p in written] == ["01_x.ipynb"]
+    assert len(warnings) == 1 and "cell 2" in warnings[0] and "Problem 1" in warnings[0]
+    with pytest.raises(grading.GradingError, match="reads like an answer"):
+        grading.write_student_versions(folder, tmp_path / "strict", strict=True)
+    assert not (tmp_path / "strict").exists()
+
+
+def test_student_command_writes_a_version_of_every_solution(tmp_path, capsys):
+    assert grading.main(["student", str(SOLUTIONS), "-o", str(tmp_path / "student")]) == 0
+    names = sorted(p.name for p in (tmp_path / "student").glob("*.ipynb"))
+    assert names == sorted(p.name for p in SOLUTIONS.glob("*.ipynb"))
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_substitute_source_insists_that_every_pattern_applies():
+    nb = notebook("samples = model.gibbs(num_iters=500)")
+    assert grading.substitute_source(nb, {r"num_iters=\d+": "num_iters=5"}).cells[0].source.endswith("num_iters=5)")
+    with pytest.raises(grading.GradingError, match="matches no code cell"):
+        grading.substitute_source(nb, {r"seed=\d+": "seed=1"})
+
+
+# ---------------------------------------------------------------------------------------------
+# The checks' statistics, in process
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demographics():
+    return load_demographics()
+
+
+def wrong_one_hot(demo):
+    """A design matrix with every level of ruralurban_cc kept (the planted mistake)."""
+    design = preprocess_covariates(demo)
+    first_level = (demo.sort_values("fips")["ruralurban_cc"] == 1).to_numpy(float)
+    design.insert(15, "ruralurban_cc_1", first_level)
+    return design
+
+
+def test_design_matrix_check(demographics):
+    chk = check("00_preprocessing", "0-covariates")
+    right = preprocess_covariates(demographics)
+    assert run_in_process({"covariates": right}, chk)["status"] == "pass"
+    # the assignment's own recipe (pandas' sample sd, boolean dummies named 'ruralurban_cc_2.0'), in float32
+    demo = demographics.sort_values("fips")
+    names = [c for c in right.columns if c != "intercept" and not c.startswith("ruralurban")]
+    scalars = demo[names].astype(np.float32)
+    scalars = (scalars - scalars.mean()) / scalars.std(ddof=0)  # population sd: a 0.02% difference, not a mistake
+    import pandas as pd
+
+    theirs = pd.concat([scalars, pd.get_dummies(demo[["ruralurban_cc"]], columns=["ruralurban_cc"], drop_first=True)], axis=1)
+    theirs.insert(0, "intercept", 1.0)
+    assert run_in_process({"covariates": theirs}, chk)["status"] == "pass"
+    result = run_in_process({"covariates": wrong_one_hot(demographics)}, chk)
+    assert result["status"] == "fail"
+    assert "24 columns where 23 are expected" in result["message"]
+    shuffled = right.sample(frac=1.0, random_state=0)  # rows not sorted by FIPS
+    result = run_in_process({"covariates": shuffled}, chk)
+    assert result["status"] == "fail" and "differ from the reference" in result["message"]
+    result = run_in_process({}, chk)
+    assert result["status"] == "fail" and "`covariates` is not defined" in result["message"]
+
+
+class StudentGLM:
+    """A correct student's BinomialGLM, written the way the assignment suggests (any dtype)."""
+
+    def __init__(self, prior_mean, prior_cov):
+        self.prior_mean, self.prior_cov = prior_mean, prior_cov
+
+    def log_prob(self, y, N, X, beta):
+        prior = torch.distributions.MultivariateNormal(self.prior_mean, self.prior_cov).log_prob(beta)
+        return prior + torch.distributions.Binomial(N, logits=X @ beta).log_prob(y).sum()
+
+    def _kappa(self, y, N):
+        return y - N / 2
+
+    def _precision(self, X, omegas):
+        return torch.linalg.inv(self.prior_cov) + X.T @ (omegas[:, None] * X)
+
+    def _gibbs_update_beta(self, y, N, X, omegas):
+        J = self._precision(X, omegas)
+        h = torch.linalg.solve(self.prior_cov, self.prior_mean) + X.T @ self._kappa(y, N)
+        return torch.distributions.MultivariateNormal(torch.linalg.solve(J, h), precision_matrix=J).sample()
+
+    def _gibbs_update_omegas(self, N, X, betas):
+        return sample_pg_naive(N, X @ betas)  # the assignment's truncated series
+
+
+class Float32Only(StudentGLM):
+    """Works in single precision only, like code that calls .float() on everything."""
+
+    def _gibbs_update_beta(self, y, N, X, omegas):
+        if X.dtype != torch.float32:
+            raise RuntimeError("expected scalar type Float but found Double")
+        return super()._gibbs_update_beta(y, N, X, omegas)
+
+
+class KappaSign(StudentGLM):
+    def _kappa(self, y, N):
+        return N / 2 - y
+
+
+class NoPrior(StudentGLM):
+    def _gibbs_update_beta(self, y, N, X, omegas):
+        J = X.T @ (omegas[:, None] * X)
+        h = X.T @ (y - N / 2)
+        return torch.distributions.MultivariateNormal(torch.linalg.solve(J, h), precision_matrix=J).sample()
+
+
+class PrecisionAsCovariance(StudentGLM):
+    def _gibbs_update_beta(self, y, N, X, omegas):
+        J = self._precision(X, omegas)
+        h = torch.linalg.solve(self.prior_cov, self.prior_mean) + X.T @ (y - N / 2)
+        return torch.distributions.MultivariateNormal(torch.linalg.solve(J, h), covariance_matrix=J).sample()
+
+
+class MeanInsteadOfDraw(StudentGLM):
+    def _gibbs_update_beta(self, y, N, X, omegas):
+        J = self._precision(X, omegas)
+        return torch.linalg.solve(J, torch.linalg.solve(self.prior_cov, self.prior_mean) + X.T @ (y - N / 2))
+
+
+class NegativeTilt(StudentGLM):
+    """Tilt -psi: PG(b, c) = PG(b, -c), so this is *not* a mistake."""
+
+    def _gibbs_update_omegas(self, N, X, betas):
+        return sample_pg_naive(N, -(X @ betas))
+
+
+class ShapeOne(StudentGLM):
+    def _gibbs_update_omegas(self, N, X, betas):
+        return sample_pg_naive(torch.ones_like(N), X @ betas)
+
+
+class HalfTilt(StudentGLM):
+    def _gibbs_update_omegas(self, N, X, betas):
+        return sample_pg_naive(N, X @ betas / 2)
+
+
+class OmegaMean(StudentGLM):
+    def _gibbs_update_omegas(self, N, X, betas):
+        from bayesglm.polyagamma import pg_mean
+
+        return pg_mean(N, X @ betas)
+
+
+class NoPriorInLogProb(StudentGLM):
+    def log_prob(self, y, N, X, beta):
+        return torch.distributions.Binomial(N, logits=X @ beta).log_prob(y).sum()
+
+
+class NoConstants(StudentGLM):
+    """Leaves out every term that does not depend on beta: fine for a log density up to a constant."""
+
+    def log_prob(self, y, N, X, beta):
+        psi = X @ beta
+        quad = (beta - self.prior_mean) @ torch.linalg.solve(self.prior_cov, beta - self.prior_mean)
+        return -0.5 * quad + (y * psi - N * torch.nn.functional.softplus(psi)).sum()
+
+
+SEEDS = [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_correct_conditionals_pass_whatever_the_seed(seed):
+    """A correct sampler passes with any seed (each check's false-alarm rate is alpha = 0.001)."""
+    for cls in (StudentGLM, Float32Only):
+        for check_id in ("1d-beta-update", "1d-omega-update", "1d-log_prob"):
+            result = run_in_process({"BinomialGLM": cls}, check("02_binomial_glm", check_id), seed=seed)
+            assert result["status"] == "pass", (cls.__name__, check_id, result["message"])
+    result = run_in_process({"BinomialGLM": Float32Only}, check("02_binomial_glm", "1d-beta-update"), seed=seed)
+    assert "float32 inputs" in result["message"]
+
+
+@pytest.mark.parametrize(
+    "cls, check_id, words",
+    [
+        (KappaSign, "1d-beta-update", "do not have the right mean"),
+        (NoPrior, "1d-beta-update", "do not have the right mean"),
+        (PrecisionAsCovariance, "1d-beta-update", "wrong spread"),
+        (MeanInsteadOfDraw, "1d-beta-update", "same value on every call (the conditional mean)"),
+        (ShapeOne, "1d-omega-update", "neither the right mean nor the right variance"),
+        (HalfTilt, "1d-omega-update", "neither the right mean nor the right variance"),
+        (OmegaMean, "1d-omega-update", "same value on every call"),
+        (NoPriorInLogProb, "1d-log_prob", "differ from the reference"),
+    ],
+)
+def test_planted_mistakes_in_the_conditionals_fail(cls, check_id, words):
+    for seed in SEEDS[:2]:
+        result = run_in_process({"BinomialGLM": cls}, check("02_binomial_glm", check_id), seed=seed)
+        assert result["status"] == "fail" and words in result["message"], result["message"]
+
+
+def test_what_is_not_a_mistake_passes():
+    """A negative PG tilt (PG is symmetric in c) and a log density without its constants are right."""
+    result = run_in_process({"BinomialGLM": NegativeTilt}, check("02_binomial_glm", "1d-omega-update"))
+    assert result["status"] == "pass", result["message"]
+    result = run_in_process({"BinomialGLM": NoConstants}, check("02_binomial_glm", "1d-log_prob"))
+    assert result["status"] == "pass", result["message"]
+
+
+def test_using_the_reference_implementation_is_flagged_not_penalized():
+    from bayesglm.glm import BinomialGLM
+
+    result = run_in_process({"BinomialGLM": BinomialGLM}, check("02_binomial_glm", "1d-log_prob"))
+    assert result["status"] == "pass"
+    assert result["flags"] and "reference implementation" in result["flags"][0]
+    assert not run_in_process({"BinomialGLM": StudentGLM}, check("02_binomial_glm", "1d-log_prob"))["flags"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Grading notebooks end to end (one kernel per submission)
+# ---------------------------------------------------------------------------------------------
+
+PREPROCESSING = CONFIG.assignment("00_preprocessing")
+AUTOMATIC_00 = {c.id: c.points for c in PREPROCESSING.checks if c.kind != "manual"}
+DEFINE_COVARIATES = ("from bayesglm.data import load_demographics, preprocess_covariates\n"
+                     "covariates = preprocess_covariates(load_demographics())")
+DEFINE_RESPONSES = ("from bayesglm.data import extract_responses, load_votes\n"
+                    "responses, state_names = extract_responses(load_votes(), 2016)")
+
+
+def test_the_preprocessing_solution_gets_full_marks():
+    report = grading.grade_notebook(SOLUTIONS / "00_preprocessing.ipynb", PREPROCESSING)
+    automatic = {c.id: c.points for c in report.checks if c.status != "pending"}
+    assert automatic == AUTOMATIC_00, report.to_markdown()
+    pending = [c for c in report.checks if c.status == "pending"]
+    assert {c.id for c in pending} == {"0a", "0b", "0c"}
+    assert all(c.details["answer"] for c in pending)  # the answers were found for the instructor
+    assert report.notebook["cells_run"] == report.notebook["code_cells"]
+    assert not [i for i in report.notebook["issues"] if i["kind"] != "skipped"]  # only the Colab %pip line
+
+
+def test_a_notebook_that_loops_forever_is_stopped_and_the_rest_still_graded():
+    nb = notebook("while True:\n    pass", DEFINE_COVARIATES, DEFINE_RESPONSES)
+    report = grading.grade_notebook(nb, PREPROCESSING, cell_timeout=5)
+    assert points(report)["0-covariates"] == 2
+    (issue,) = report.notebook["issues"]
+    assert issue["cell"] == 1 and issue["kind"] == "timeout" and "stopped after 5 s" in issue["message"]
+    assert "stopped after 5 s" in report.to_markdown()
+
+
+def test_a_notebook_that_ignores_interrupts_or_kills_its_kernel_gets_a_report(monkeypatch):
+    monkeypatch.setattr(grading, "INTERRUPT_GRACE_S", 2.0)
+    stubborn = notebook("import time\nwhile True:\n    try:\n        time.sleep(5)\n    except KeyboardInterrupt:\n        pass",
+                        DEFINE_COVARIATES, DEFINE_RESPONSES)
+    report = grading.grade_notebook(stubborn, PREPROCESSING, cell_timeout=2)
+    assert report.score == 0 and report.notebook["cells_run"] == 0
+    assert report.notebook["issues"][0]["kind"] == "kernel_died"
+    check_result = next(c for c in report.checks if c.id == "0-covariates")
+    assert check_result.status == "fail" and "code cell 1" in check_result.message
+    assert "kernel was stopped" in check_result.message
+
+    exits = notebook(DEFINE_COVARIATES, "import os\nos._exit(3)")
+    report = grading.grade_notebook(exits, PREPROCESSING)
+    assert report.score == 0
+    assert report.notebook["issues"][0]["kind"] == "kernel_died"
+    assert "called exit()" in next(c for c in report.checks if c.id == "0-covariates").message
+
+
+def test_empty_and_unreadable_submissions_are_graded_zero(tmp_path):
+    report = grading.grade_notebook(nbformat.v4.new_notebook(), PREPROCESSING, student="empty")
+    assert report.score == 0 and report.pending == 0
+    assert all(c.status == "fail" for c in report.checks)
+    assert "no code" in report.to_markdown()
+    garbage = tmp_path / "garbage.ipynb"
+    garbage.write_text("this is not a notebook")
+    report = grading.grade_notebook(garbage, PREPROCESSING)
+    assert report.student == "garbage" and report.score == 0
+    assert "could not be read" in report.to_markdown()
+
+
+def test_grading_a_class_from_the_command_line(tmp_path, demographics, capsys):
+    """Two submissions (one raises and answers by hand, one has a wrong one-hot encoding), two kernels at once."""
+    submissions = tmp_path / "submissions"
+    submissions.mkdir()
+    student, _ = grading.student_version(nbformat.read(SOLUTIONS / "00_preprocessing.ipynb", as_version=4))
+    first_prompt = next(c.source for c in student.cells if c.cell_type == "markdown" and "Problem 0a" in c.source)
+    raises = notebook("md:# My homework", "raise ValueError('oops')", DEFINE_COVARIATES, DEFINE_RESPONSES,
+                      "md:" + first_prompt, "md:Because the indicators would add up to the intercept column.",
+                      "md:## Problem 0b", "md:" + grading.MARKDOWN_PLACEHOLDER)
+    nbformat.write(raises, submissions / "alice.ipynb")
+    one_hot = notebook(DEFINE_COVARIATES + "\nlevel_1 = (load_demographics().sort_values('fips').ruralurban_cc == 1)\n"
+                       "covariates.insert(15, 'ruralurban_cc_1', level_1.to_numpy(float))", DEFINE_RESPONSES)
+    nbformat.write(one_hot, submissions / "bob.ipynb")
+    out = tmp_path / "reports"
+    status = grading.main(["grade", str(submissions), "-a", "00_preprocessing", "-s", str(SOLUTIONS),
+                           "-o", str(out), "-j", "2"])
+    assert status == 0
+    alice = json.loads((out / "alice.json").read_text())
+    bob = json.loads((out / "bob.json").read_text())
+    by_id = {c["id"]: c for c in alice["checks"]}
+    assert by_id["0-covariates"]["points"] == 2
+    assert by_id["0a"]["status"] == "pending" and "add up to the intercept" in by_id["0a"]["details"]["answer"]
+    assert by_id["0b"]["status"] == "fail" and "no answer" in by_id["0b"]["message"]  # only the placeholder
+    assert by_id["0c"]["status"] == "fail" and "not found" in by_id["0c"]["message"]
+    assert alice["notebook"]["issues"][0] == {"cell": 1, "kind": "error",
+                                              "message": "raised ValueError: oops (in `raise ValueError('oops')`)"}
+    # the planted mistake costs exactly the points of its check
+    assert {c["id"]: c["points"] for c in bob["checks"] if c["status"] != "pending"} == {
+        **AUTOMATIC_00, "0-covariates": 0.0, "0a": 0.0, "0b": 0.0, "0c": 0.0}
+    assert "24 columns where 23 are expected" in (out / "bob.md").read_text()
+    with open(out / "summary.csv") as f:
+        rows = {row["student"]: row for row in csv.DictReader(f)}
+    assert rows["alice"]["score"] == "2" and rows["bob"]["score"] == "0" and rows["alice"]["pending_points"] == "2"
+    template = (out / "manual_scores_template.csv").read_text().splitlines()
+    assert template == ["student,check,max_points,points,comment", "alice,0a,2,,"]
+    scores = tmp_path / "scores.csv"
+    scores.write_text("student,check,points,comment\nalice,0a,1.5,right idea; say why the columns are dependent\n"
+                      "bob,0-covariates,1,partial credit after review\n")
+    assert grading.main(["rescore", str(out), "--manual-scores", str(scores)]) == 0
+    assert "right idea" in (out / "alice.md").read_text()
+    with open(out / "summary.csv") as f:
+        rows = {row["student"]: row for row in csv.DictReader(f)}
+    assert rows["alice"]["score"] == "3.5" and rows["bob"]["score"] == "1"
+    assert "points set by the instructor" in (out / "bob.md").read_text()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("student,check,points\nalice,0a,5\n")
+    assert grading.main(["rescore", str(out), "--manual-scores", str(bad)]) == 2
+    assert "outside [0, 2]" in capsys.readouterr().err
