@@ -55,8 +55,13 @@ def fmt(value) -> str:
     return str(value).replace("|", "\\|")
 
 
+WORDS = {"s": "seconds", "iter": "iteration", "iters": "iterations", "pg": "PG", "glm": "GLM", "mcse": "MCSE",
+         "ess": "ESS", "rhat": "R-hat", "cpu": "CPU"}
+
+
 def label(key: str) -> str:
-    return key.replace("_", " ")
+    """A JSON key as words: `batched_s_per_iter` -> `batched seconds per iteration`."""
+    return " ".join(WORDS.get(word, word) for word in key.replace("_", " ").split(" "))
 
 
 def flatten(node, prefix: str = "") -> list[tuple[str, object]]:

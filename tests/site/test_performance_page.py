@@ -54,7 +54,7 @@ def test_render_shows_every_number_with_machine_and_date(results_dir):
     assert list(reports) == ["polyagamma", "glm"], "benchmarks come in the page's order"
     block, ratios = render_performance.render(reports)
     for expected in ("123", "4.57", "27", "3.25", "40", "2026-01-02 03:04 UTC", "2 CPU cores", "torch 2.13.0+cpu",
-                     "python bench/bench_glm.py", "iters = 50", "a\\|b"):
+                     "python bench/bench_glm.py", "iterations = 50", "a\\|b"):
         assert expected in block, expected
     # a list of rows becomes its own table with one column per key
     assert "| b | c | ratio |" in block
