@@ -91,7 +91,11 @@ def speedups(name: str, report: dict) -> list[tuple[str, float]]:
         pairs = flatten(report["speedups"])
     else:
         pairs = [(k, v) for k, v in flatten(report.get("results", {})) if is_speedup(k.split(" / ")[-1])]
-    return [(f"{name}: {label(k)}", float(v)) for k, v in pairs if isinstance(v, (int, float)) and v > 0]
+    return [
+        (name if k in ("speedup", "speed_up") else f"{name}: {label(k)}", float(v))
+        for k, v in pairs
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+    ]
 
 
 def machine_line(report: dict) -> str:
@@ -160,6 +164,7 @@ def draw_figure(ratios: list[tuple[str, float]], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     names = [n for n, _ in ratios][::-1]
     values = [v for _, v in ratios][::-1]
@@ -167,6 +172,7 @@ def draw_figure(ratios: list[tuple[str, float]], path: Path) -> None:
     colors = ["#2166ac" if v >= 1 else "#b2182b" for v in values]
     ax.barh(names, values, color=colors)
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
     ax.axvline(1.0, color="black", linewidth=1)
     for y, v in enumerate(values):
         ax.annotate(f"{v:.3g}x", (v, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize=9)
