@@ -160,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         _say("no notebooks found")
         return 1
     data_dir = os.environ.get("BAYESGLM_DATA_DIR")
-    if not data_dir and (REPO.parent / "shared" / "data").is_dir():
+    if data_dir:  # the notebooks run elsewhere: a relative path would point nowhere
+        data_dir = str(Path(data_dir).resolve())
+    elif (REPO.parent / "shared" / "data").is_dir():
         data_dir = str((REPO.parent / "shared" / "data").resolve())
 
     start = time.perf_counter()
