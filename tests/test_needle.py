@@ -71,6 +71,16 @@ def test_actual_2020_result_from_the_votes(year2020):
     assert not won & {"FLORIDA", "OHIO", "TEXAS", "NORTH CAROLINA"}
 
 
+def test_decide_election_counts_electors_and_breaks_ties_for_the_republicans():
+    electors = torch.tensor([10, 20, 5])
+    dem = torch.tensor([[60.0, 40.0, 50.0], [40.0, 60.0, 70.0]], dtype=F64)
+    rep = torch.tensor([[40.0, 60.0, 50.0], [60.0, 40.0, 30.0]], dtype=F64)  # a tie in state 2, first row
+    outcome = decide_election(dem, rep, electors, win_threshold=25)
+    assert outcome.dem_states.tolist() == [[True, False, False], [False, True, True]]
+    assert outcome.dem_electors.tolist() == [10, 25] and outcome.rep_electors.tolist() == [25, 10]
+    assert outcome.dem_wins.tolist() == [False, True]
+
+
 # ------------------------------------------------------------------------ masks
 def test_reveal_masks_are_monotone_and_follow_the_order(year2020):
     masks = reveal_masks(year2020.s, year2020.state_names)

@@ -264,13 +264,19 @@ def decide_election(
     electors: Int[Tensor, " num_states"],
     win_threshold: int = WIN_THRESHOLD,
 ) -> Outcome:
-    """Winner-take-all: a state's electors go to the party with more votes; 270 win."""
+    """Winner-take-all: a state's electors go to the party with more votes; 270 win.
+
+    The Democrats carry a state iff their votes are *strictly* more than the
+    Republicans'; an exact tie (a state with an even two-party total split exactly in
+    half: rare, but among tens of thousands of simulated elections it happens) goes to
+    the Republicans, so that every elector is assigned.
+    """
     if dem_votes.shape != rep_votes.shape:
         raise ValueError(f"dem_votes and rep_votes must have the same shape; got {tuple(dem_votes.shape)}, {tuple(rep_votes.shape)}")
     if dem_votes.shape[-1:] != electors.shape:
         raise ValueError(f"votes end with {dem_votes.shape[-1]} states but electors has {electors.numel()}")
     dem_states = dem_votes > rep_votes
-    rep_states = rep_votes > dem_votes
+    rep_states = ~dem_states
     dem_electors = (dem_states.long() * electors).sum(-1)
     rep_electors = (rep_states.long() * electors).sum(-1)
     return Outcome(dem_states, dem_electors, rep_electors, dem_electors >= win_threshold)
