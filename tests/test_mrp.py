@@ -181,7 +181,9 @@ def test_model_poststratify_equals_poststratify_of_cell_probabilities(sim):
     model = MultilevelLogisticModel()
     coef = torch.randn(3, 5, model.num_coef, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     probs = model.cell_probabilities(coef, sim.poststrat)
-    torch.testing.assert_close(model.poststratify(coef, sim.poststrat, chunk_size=4), poststratify(probs, sim.poststrat))
+    torch.testing.assert_close(
+        model.poststratify(coef, sim.poststrat, chunk_size=4), poststratify(probs, sim.poststrat)
+    )
     torch.testing.assert_close(
         model.poststratify(coef, sim.poststrat, by="eth"), poststratify(probs, sim.poststrat, by="eth")
     )
@@ -246,6 +248,50 @@ def test_gaussian_block_is_the_augmented_conditional():
     torch.testing.assert_close(h2, torch.stack([h, h]))
 
 
+def test_rescaling_move_is_a_generalized_gibbs_step():
+    """The parameter-expansion move draws lambda from pi(T_lambda x) |Jacobian| Haar(d lambda).
+
+    Written out independently: f(lambda) = log pi(T_lambda(theta, sigma) | omega, y)
+    + sum_k (L_k + 1) log|lambda_k| (Jacobian) - sum_k log|lambda_k| (Haar measure of the
+    multiplicative group). It must equal the Gaussian exponent -lambda'J lambda/2 + h'lambda
+    of rescale_conditional up to a constant, for any lambda, signs included."""
+    priors = MRPPriors(intercept=2.0, coef=0.8, group_scale=1.3)
+    model = MultilevelLogisticModel(priors, levels=TINY)
+    g = torch.Generator().manual_seed(1)
+    cells = pd.DataFrame(
+        {"sex": [1, 0, 1, 0, 1], "eth": [0, 1, 1, 0, 1], "age": [1, 1, 0, 0, 1], "income": [1, 0, 0, 1, 1],
+         "state": [0, 1, 1, 0, 0]}
+    )  # fmt: skip
+    Z = model.design_matrix(cells)
+    y = torch.tensor([2.0, 0.0, 1.0, 3.0, 1.0], dtype=torch.float64)
+    n = torch.tensor([3.0, 1.0, 2.0, 4.0, 1.0], dtype=torch.float64)
+    omega = torch.rand(5, dtype=torch.float64, generator=g)
+    coef = torch.randn(12, dtype=torch.float64, generator=g)
+    sigma = torch.rand(4, dtype=torch.float64, generator=g) + 0.2
+    sizes = torch.tensor([2.0, 2.0, 2.0, 2.0])  # levels of state, age, eth, income
+    prior_sd = torch.tensor([2.0, 0.8, 0.8, 0.8])
+
+    def log_target(theta, s):
+        eta = Z @ theta
+        lik = ((y - n / 2) * eta - omega * eta**2 / 2).sum()
+        fixed = -0.5 * (theta[:4] / prior_sd).pow(2).sum()
+        a = theta[4:].reshape(4, 2)  # state, age, eth, income: two levels each
+        varying = (-0.5 * (a / s[:, None]).pow(2) - torch.log(s[:, None])).sum()
+        scales = (-0.5 * (s / 1.3).pow(2)).sum()
+        return lik + fixed + varying + scales
+
+    def f(lam):
+        theta, s = model.apply_rescale(coef, sigma, lam)
+        return log_target(theta, s) + ((sizes + 1) * lam.abs().log()).sum() - lam.abs().log().sum()
+
+    J, h = model.rescale_conditional(Z, y, n, omega, coef, sigma)
+    one = torch.ones(4, dtype=torch.float64)
+    q = lambda lam: -0.5 * lam @ J @ lam + h @ lam  # noqa: E731
+    for _ in range(5):
+        lam = torch.randn(4, dtype=torch.float64, generator=g) * 2
+        torch.testing.assert_close(f(lam) - f(one), q(lam) - q(one))
+
+
 @pytest.mark.parametrize(("K", "S", "s0"), [(50, 40.0, 1.0), (3, 0.5, 1.0), (7, 0.01, 1.0), (3, 5.0, 0.2)])
 def test_scale_conditional_is_the_generalized_inverse_gaussian(K, S, s0, generator):
     # sigma^2 | a ~ GIG(p = (1 - K)/2, a = 1/s0^2, b = S); scipy: geninvgauss(p, sqrt(ab), scale=sqrt(b/a))
@@ -300,15 +346,36 @@ def test_posterior_population_mean_covers_truth_and_beats_the_sample_mean(sim, f
 
 
 def test_state_intervals_cover_most_states(sim, fit):
-    """Per-state 90% intervals. Were the 50 coverage events independent, the number
-    covered would be Bin(50, 0.9): mean 45, P(count <= 37) ~ 0.003. We require >= 38
-    (the intervals share parameters, so the count is somewhat more variable)."""
+    """Per-state 90% intervals cover the true state means for most states.
+
+    Were the 50 coverage events independent, the number covered would be
+    Bin(50, 0.9): mean 45, sd 2.1. They are not: every state's estimate shares the
+    intercept and the fixed effects, so one common error moves all 50 intervals
+    together. Over simulation seeds 1-10 (fitted like the fixture below) we counted
+    36, 39, 40, 44, 44, 44, 45, 47, 47, 47 covered: sd about 3.8, three times the
+    binomial variance. We require >= 33, about three such sd below the nominal 45. Intervals that were
+    too narrow (e.g. the sd of a mean instead of the posterior spread) would cover
+    far fewer.
+    """
     model, draws = fit
     per_state = model.poststratify(draws["coef"], sim.poststrat, by="state").reshape(-1, 50)
     lo, hi = per_state.quantile(0.05, dim=0), per_state.quantile(0.95, dim=0)
     truth = sim.true_group_means("state")
     covered = int(((lo <= truth) & (truth <= hi)).sum())
-    assert covered >= 38, covered
+    assert covered >= 33, covered
+
+
+def test_state_estimates_beat_the_raw_state_means(sim, fit):
+    # Root mean squared error over the states that have respondents. Over simulation
+    # seeds 1-10 (fitted like the fixture) the ratio MRP / raw was 0.47 to 0.69; we require < 0.8.
+    model, draws = fit
+    estimate = model.poststratify(draws["coef"], sim.poststrat, by="state").mean(dim=(0, 1))
+    truth = sim.true_group_means("state")
+    raw = sim.sample.groupby("state")["cat_pref"].mean()
+    seen = torch.tensor(raw.index.to_numpy())
+    rmse_mrp = (estimate[seen] - truth[seen]).pow(2).mean().sqrt()
+    rmse_raw = (torch.tensor(raw.to_numpy()) - truth[seen]).pow(2).mean().sqrt()
+    assert rmse_mrp < 0.8 * rmse_raw, (rmse_mrp, rmse_raw)
 
 
 def test_chains_agree_on_the_population_mean(sim, fit):
@@ -327,6 +394,8 @@ def test_gibbs_output_shapes_and_init_is_draw_zero(sim):
     assert one["coef"].shape == (4, model.num_coef) and one["sigma"].shape == (4, 4) and one["log_lik"].shape == (4,)
     torch.testing.assert_close(one["coef"][0], init["coef"])
     many = model.gibbs(sim.sample, 3, num_chains=3, generator=g, progress=False)
+    plain = model.gibbs(sim.sample, 3, num_chains=3, generator=g, progress=False, rescale=False)
+    assert plain["coef"].shape == many["coef"].shape
     assert many["coef"].shape == (3, 4, model.num_coef) and many["sigma"].shape == (3, 4, 4)
     assert (many["sigma"] > 0).all()
     assert not torch.equal(many["coef"][0, 0], many["coef"][1, 0])  # over-dispersed starts
