@@ -34,7 +34,7 @@ def check(assignment: str, check_id: str) -> grading.Check:
 
 def run_in_process(namespace: dict, chk: grading.Check, **overrides) -> dict:
     """The kernel-side check, run here on ``namespace`` (what the student's globals would be)."""
-    return grading._run_check(dict(namespace), {**chk.spec(), **overrides})
+    return grading._evaluate_check(dict(namespace), {**chk.spec(), **overrides})
 
 
 def notebook(*cells: str) -> nbformat.NotebookNode:
@@ -341,6 +341,151 @@ def test_using_the_reference_implementation_is_flagged_not_penalized():
     assert not run_in_process({"BinomialGLM": StudentGLM}, check("02_binomial_glm", "1d-log_prob"))["flags"]
 
 
+
+class StudentHierarchical:
+    """A correct student's hierarchical GLM that reads nu as a *variance* (the other convention)."""
+
+    def __init__(self, num_states, prior_mean, prior_cov, dispersion):
+        self.num_states, self.prior_mean, self.prior_cov, self.dispersion = num_states, prior_mean, prior_cov, dispersion
+
+    def log_prob(self, s, y, N, X, local_betas, global_beta):
+        lp = torch.distributions.MultivariateNormal(self.prior_mean, self.prior_cov).log_prob(global_beta)
+        lp = lp + torch.distributions.Normal(global_beta, self.dispersion**0.5).log_prob(local_betas).sum()
+        return lp + torch.distributions.Binomial(N, logits=(X * local_betas[s]).sum(-1)).log_prob(y).sum()
+
+    def _prior_term(self, global_beta):
+        return global_beta / self.dispersion
+
+    def _gibbs_update_local_betas(self, s, y, N, X, omegas, global_beta):
+        p = X.shape[1]
+        draws = []
+        for state in range(self.num_states):  # a loop over states: slow but right
+            rows = s == state
+            J = torch.eye(p, dtype=X.dtype) / self.dispersion + X[rows].T @ (omegas[rows, None] * X[rows])
+            h = self._prior_term(global_beta) + X[rows].T @ (y[rows] - N[rows] / 2)
+            draws.append(torch.distributions.MultivariateNormal(torch.linalg.solve(J, h), precision_matrix=J).sample())
+        return torch.stack(draws)
+
+    def _gibbs_update_global_beta(self, local_betas):
+        p = local_betas.shape[1]
+        prior_precision = torch.linalg.inv(self.prior_cov)
+        J = prior_precision + self.num_states / self.dispersion * torch.eye(p, dtype=local_betas.dtype)
+        h = prior_precision @ self.prior_mean + local_betas.sum(0) / self.dispersion
+        return torch.distributions.MultivariateNormal(torch.linalg.solve(J, h), precision_matrix=J).sample()
+
+    def _gibbs_update_omegas(self, s, N, X, local_betas):
+        return sample_pg_naive(N, (X * local_betas[s]).sum(-1))
+
+
+class ForgetsGlobalBeta(StudentHierarchical):
+    def _prior_term(self, global_beta):
+        return torch.zeros_like(global_beta)
+
+
+class GlobalTiltForOmegas(StudentHierarchical):
+    def _gibbs_update_omegas(self, s, N, X, local_betas):
+        return sample_pg_naive(N, X @ local_betas.mean(0))
+
+
+HIERARCHICAL_CHECKS = ["3e-log_prob", "3e-local-update", "3e-global-update", "3e-omega-update"]
+
+
+def test_hierarchical_checks_accept_both_readings_of_nu():
+    from bayesglm.hierarchical import HierarchicalBinomialGLM
+
+    for cls, reading in ((HierarchicalBinomialGLM, "standard deviation"), (StudentHierarchical, "variance")):
+        for check_id in HIERARCHICAL_CHECKS:  # 400 draws instead of 1000: the tests' error rates do not change
+            result = run_in_process({"HierarchicalBinomialGLM": cls}, check("03_hierarchical_glm", check_id), num_draws=400)
+            assert result["status"] == "pass", (cls.__name__, check_id, result["message"])
+            if check_id != "3e-omega-update":
+                assert f"nu read as a {reading}" in result["message"]
+
+
+def test_hierarchical_planted_mistakes_fail():
+    result = run_in_process({"HierarchicalBinomialGLM": ForgetsGlobalBeta}, check("03_hierarchical_glm", "3e-local-update"),
+                            num_draws=400)
+    assert result["status"] == "fail" and "nu read as a variance" in result["message"]
+    assert "do not have the right mean" in result["message"]
+    result = run_in_process({"HierarchicalBinomialGLM": GlobalTiltForOmegas}, check("03_hierarchical_glm", "3e-omega-update"),
+                            num_draws=400)
+    assert result["status"] == "fail"
+    result = run_in_process({}, check("03_hierarchical_glm", "3e-global-update"))
+    assert result["status"] == "fail" and "`HierarchicalBinomialGLM` is not defined" in result["message"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Posterior checks: Monte Carlo tolerances
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def large_glm():
+    """A GLM with large counts (a posterior sd ~0.01, like the county data) and the reference's summary."""
+    from bayesglm.glm import BinomialGLM
+
+    data = grading.synthetic_glm(60, 3, seed=5, max_trials=20000)
+    model = BinomialGLM(torch.zeros(3, dtype=torch.float64), torch.eye(3, dtype=torch.float64))
+    g = torch.Generator().manual_seed(0)
+    reference = model.gibbs(data.y, data.N, data.X, torch.zeros(3), 400, num_chains=4, generator=g, progress=False)
+    summary = grading._posterior_summary(reference["betas"].numpy(), 1, 20, "reference")
+    return data, model, summary
+
+
+def posterior_result(samples, summary, *, estimate=None, **overrides):
+    spec = {**check("02_binomial_glm", "1e-posterior-mean").spec(), **overrides,
+            "reference_summaries": {"summaries": {"": summary}, "names": None}}
+    namespace = {"glm_samples": samples}
+    if estimate is not None:
+        namespace["beta_hat"] = estimate
+    else:
+        spec.pop("estimate", None)
+    return grading._evaluate_check(namespace, spec)
+
+
+def test_posterior_check_passes_correct_runs_with_any_seed(large_glm):
+    """100 iterations, the first 20 discarded, as in the assignment: five seeds, all pass."""
+    data, model, summary = large_glm
+    for seed in range(1, 6):
+        g = torch.Generator().manual_seed(seed)
+        samples = model.gibbs(data.y, data.N, data.X, torch.zeros(3), 100, generator=g, progress=False)
+        estimate = samples["betas"][20:].mean(0)
+        result = posterior_result(samples, summary, estimate=estimate)
+        assert result["status"] == "pass", (seed, result["message"])
+        # the same run, estimated by the grader from the draws (no `estimate` named)
+        assert posterior_result(samples, summary)["status"] == "pass"
+        ratio = np.max(np.abs(np.array(result["details"]["estimate"]) - summary["mean"]) / result["details"]["limit"])
+        assert ratio < 0.8  # not a near miss: correct runs stay well inside the limit
+
+
+def test_posterior_check_catches_a_missing_burn_in_and_a_wrong_sampler(large_glm):
+    data, model, summary = large_glm
+    g = torch.Generator().manual_seed(7)
+    samples = model.gibbs(data.y, data.N, data.X, torch.zeros(3), 100, generator=g, progress=False)
+    result = posterior_result(samples, summary, estimate=samples["betas"].mean(0))  # burn-in kept
+    assert result["status"] == "fail" and "no burn-in" in result["message"]
+
+    class Wrong(type(model)):  # kappa with the wrong sign inside the chain
+        def _sample_beta(self, X, Xt_kappa, omegas, generator):
+            return super()._sample_beta(X, -Xt_kappa, omegas, generator)
+
+    wrong = Wrong(model.prior_mean, model.prior_cov)
+    samples = wrong.gibbs(data.y, data.N, data.X, torch.zeros(3), 100, generator=g, progress=False)
+    result = posterior_result(samples, summary, estimate=samples["betas"][20:].mean(0))
+    assert result["status"] == "fail" and "differs from the reference in 3 of 3" in result["message"]
+
+
+def test_posterior_check_reports_unusable_draws(large_glm):
+    _, _, summary = large_glm
+    result = posterior_result({"betas": torch.zeros(15, 3)}, summary)
+    assert result["status"] == "fail" and "only 0 remain" in result["message"]
+    result = posterior_result({"betas": torch.zeros(101, 4)}, summary, estimate=torch.zeros(4))
+    assert result["status"] == "fail" and "shape (4,)" in result["message"]
+    result = posterior_result({"lp": torch.zeros(101)}, summary)
+    assert result["status"] == "fail" and "KeyError" in result["message"]
+    spec = {**check("02_binomial_glm", "1e-posterior-mean").spec()}  # no key: the instructor must build one
+    result = grading._evaluate_check({"glm_samples": {"betas": torch.zeros(101, 3)}, "beta_hat": torch.zeros(3)}, spec)
+    assert result["status"] == "error" and "bayesglm-grade key" in result["message"]
+
 # ---------------------------------------------------------------------------------------------
 # Grading notebooks end to end (one kernel per submission)
 # ---------------------------------------------------------------------------------------------
@@ -451,3 +596,104 @@ def test_grading_a_class_from_the_command_line(tmp_path, demographics, capsys):
     bad.write_text("student,check,points\nalice,0a,5\n")
     assert grading.main(["rescore", str(out), "--manual-scores", str(bad)]) == 2
     assert "outside [0, 2]" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# The binomial GLM: the solution (reduced), and synthetic students graded against its key
+# ---------------------------------------------------------------------------------------------
+
+GLM = CONFIG.assignment("02_binomial_glm")
+# The documented way to grade a shorter version of a solution: regular-expression
+# substitutions on its code (grading.substitute_source). 120 iterations instead of 500,
+# and 30 iterations of the truncated sampler instead of 60, keep the test near a minute.
+REDUCED_02 = {r"num_chains, num_iters = 4, 500": "num_chains, num_iters = 4, 120", r"\[:, -1\], 60,": "[:, -1], 30,"}
+
+STUDENT_02 = '''
+import torch
+from torch.distributions import Gamma, MultivariateNormal
+from bayesglm.data import extract_responses, load_demographics, load_votes, preprocess_covariates
+
+covariates = preprocess_covariates(load_demographics())
+responses, state_names = extract_responses(load_votes(), 2016)
+
+def sample_pg(b, c, trunc=200):  # the homework's truncated series
+    b, c = torch.broadcast_tensors(b.float(), c.float())
+    g = torch.moveaxis(Gamma(b + 1e-8, 1.0).sample((trunc,)), 0, -1)
+    k = torch.arange(trunc) + 1
+    return (g / ((k - 0.5) ** 2 + c[..., None] ** 2 / (4 * torch.pi ** 2))).sum(-1) / (2 * torch.pi ** 2)
+
+class BinomialGLM:
+    def __init__(self, prior_mean, prior_cov):
+        self.prior_mean, self.prior_cov = prior_mean, prior_cov
+
+    def log_prob(self, y, N, X, beta):
+        lp = MultivariateNormal(self.prior_mean, self.prior_cov).log_prob(beta)
+        return lp + torch.distributions.Binomial(N, logits=X @ beta).log_prob(y).sum()
+
+    def _gibbs_update_beta(self, y, N, X, omegas):
+        J = torch.linalg.inv(self.prior_cov) + X.T @ (omegas[:, None] * X)
+        h = torch.linalg.solve(self.prior_cov, self.prior_mean) + X.T @ (y - N / 2)
+        cov = torch.linalg.inv(J)
+        cov = (cov + cov.T) / 2  # exactly symmetric in single precision
+        return MultivariateNormal(cov @ h, covariance_matrix=cov).sample()
+
+    def _gibbs_update_omegas(self, N, X, betas):
+        return sample_pg(N, TILT_SIGN * (X @ betas))
+
+    def gibbs(self, y, N, X, init_beta, num_iters):
+        betas, samples = init_beta, [dict(betas=init_beta)]
+        for _ in range(num_iters):
+            betas = self._gibbs_update_beta(y, N, X, self._gibbs_update_omegas(N, X, betas))
+            samples.append(dict(betas=betas))
+        return {k: torch.stack([s[k] for s in samples]) for k in samples[0]}
+
+torch.manual_seed(SEED)
+y = torch.tensor(responses.y.values).float()
+N = torch.tensor(responses.N.values).float()
+X = torch.tensor(covariates.values.astype(float)).float()
+glm = BinomialGLM(torch.zeros(X.shape[1]), torch.eye(X.shape[1]))
+glm_samples = glm.gibbs(y, N, X, init_beta=torch.zeros(X.shape[1]), num_iters=100)
+beta_hat = glm_samples["betas"][BURN_IN:].mean(0)
+p = torch.sigmoid(X @ beta_hat)
+residuals = torch.sign(y - N * p) * torch.sqrt(2 * (torch.xlogy(y, y / (N * p)) + torch.xlogy(N - y, (N - y) / (N * (1 - p)))))
+'''
+
+
+@pytest.fixture(scope="module")
+def glm_key():
+    """The key recorded from the reduced solution; the solution's own grade comes with it."""
+    if not GLM.notebook.exists():
+        pytest.skip("02_binomial_glm.ipynb is not written yet")
+    solution = grading.substitute_source(nbformat.read(GLM.notebook, as_version=4), REDUCED_02)
+    key, (report,) = grading.build_key(CONFIG, ["02_binomial_glm"], notebooks={"02_binomial_glm": solution})
+    return key, report
+
+
+def test_the_glm_solution_gets_full_marks(glm_key):
+    key, report = glm_key  # build_key raises unless the solution passes every automatic check
+    assert report.score == GLM.max_points - report.pending
+    assert {c.id for c in report.checks if c.status == "pending"} == {c.id for c in GLM.checks if c.kind == "manual"}
+    summaries = key["assignments"]["02_binomial_glm"]["checks"]["1e-posterior-mean"]["summaries"]
+    assert len(summaries) == 2 and key["assignments"]["02_binomial_glm"]["checks"]["1e-posterior-mean"]["names"][0] == "intercept"
+    assert any("reference implementation" in flag for c in report.checks for flag in c.flags)
+
+
+def test_glm_students_with_another_seed_pass_and_a_missing_burn_in_costs_exactly_its_points(glm_key, tmp_path):
+    """Seed 1, the homework's truncated sampler, float32 and a *negative* PG tilt (PG(b, c) = PG(b, -c):
+    not a mistake): full marks. Seed 2 without a burn-in: loses the posterior check's points, nothing else."""
+    key, _ = glm_key
+    right = notebook(STUDENT_02.replace("SEED", "1").replace("TILT_SIGN", "-1").replace("BURN_IN", "20"))
+    no_burn_in = notebook(STUDENT_02.replace("SEED", "2").replace("TILT_SIGN", "1").replace("BURN_IN", "0"))
+    for name, nb in (("right", right), ("no_burn_in", no_burn_in)):
+        nbformat.write(nb, tmp_path / f"{name}.ipynb")
+    reports = grading.grade_submissions([tmp_path / "right.ipynb", tmp_path / "no_burn_in.ipynb"], GLM, key=key, jobs=2)
+    automatic = {c.id: c.points for c in GLM.checks if c.kind != "manual"}
+    for report in reports:
+        assert not report.notebook["issues"], report.notebook["issues"]
+    right_report, no_burn_in_report = reports
+    assert {k: v for k, v in points(right_report).items() if k in automatic} == automatic, right_report.to_markdown()
+    posterior = next(c for c in right_report.checks if c.id == "1e-posterior-mean")
+    assert "200-term" in posterior.message  # matched the solution's run of the same truncated sampler
+    lost = {k: automatic[k] - v for k, v in points(no_burn_in_report).items() if k in automatic and v != automatic[k]}
+    assert lost == {"1e-posterior-mean": 3.0}, no_burn_in_report.to_markdown()
+    assert "intercept" in next(c for c in no_burn_in_report.checks if c.id == "1e-posterior-mean").message

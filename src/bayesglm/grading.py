@@ -103,6 +103,7 @@ __all__ = [
     "glm_log_joint",
     "hierarchical_local_conditional",
     "hierarchical_global_conditional",
+    "hierarchical_log_joint",
     "main",
 ]
 
@@ -139,10 +140,11 @@ class GradingError(RuntimeError):
 
 KINDS: dict[str, tuple[set[str], set[str]]] = {
     # kind: (required parameters, optional parameters)
-    "equal": ({"student", "reference"}, {"setup", "rtol", "atol", "up_to_constant", "dtypes"}),
+    "equal": ({"student", "reference"}, {"setup", "rtol", "atol", "up_to_constant", "dtypes", "max_mismatch_fraction"}),
     "mvn_draws": ({"student", "reference"}, {"setup", "num_draws", "alpha", "dtypes"}),
     "moment_draws": ({"student", "reference"}, {"setup", "num_draws", "alpha", "dtypes"}),
-    "posterior": ({"draws"}, {"burn_in", "estimate", "event_dims", "alpha", "sd_fraction", "names"}),
+    "posterior": ({"draws"}, {"burn_in", "estimate", "event_dims", "alpha", "sd_fraction", "names", "reference",
+                              "reference_burn_in"}),
     "expect": ({"expr", "message"}, {"setup"}),
     "manual": ({"heading"}, {"rubric"}),
 }
@@ -520,7 +522,8 @@ def synthetic_hierarchical(
     """A small hierarchical binomial GLM data set (states of equal size, shuffled order).
 
     Fields as :func:`synthetic_glm`, plus ``s`` (state codes, long), ``num_states``,
-    ``dispersion`` (:math:`\\nu`), ``global_beta`` and ``local_betas`` (a test point).
+    ``dispersion`` (:math:`\\nu`), ``global_beta`` and ``local_betas`` (a test point), and
+    ``points``: five test points ``(local_betas, global_beta)`` for log densities.
     """
     g = torch.Generator().manual_seed(seed)
     base = synthetic_glm(num_states * counties_per_state, num_features, seed=seed + 1000, max_trials=max_trials)
@@ -531,7 +534,10 @@ def synthetic_hierarchical(
     data = dict(X=base.X, N=base.N, y=y, prior_mean=base.prior_mean, prior_cov=base.prior_cov, omegas=base.omegas,
                 global_beta=global_beta, local_betas=local_betas)
     out = {k: v.to(dtype) for k, v in data.items()}
-    return SimpleNamespace(**out, s=s, num_states=num_states, dispersion=float(dispersion))
+    globals_ = global_beta + 0.3 * torch.randn(5, num_features, generator=g, dtype=torch.float64)
+    locals_ = globals_[:, None] + dispersion * torch.randn(5, num_states, num_features, generator=g, dtype=torch.float64)
+    points = [(local.to(dtype), glob.to(dtype)) for local, glob in zip(locals_, globals_)]
+    return SimpleNamespace(**out, s=s, num_states=num_states, dispersion=float(dispersion), points=points)
 
 
 def _f64(*tensors: Tensor) -> list[Tensor]:
@@ -596,17 +602,18 @@ def hierarchical_global_conditional(data: SimpleNamespace, convention: str = "sd
     return gaussian_information_moments(J, h)
 
 
-def hierarchical_log_joint(data: SimpleNamespace, convention: str = "sd") -> Tensor:
+def hierarchical_log_joint(data: SimpleNamespace, convention: str = "sd") -> Float[Tensor, " m"]:
     r""":math:`\log N(\beta_0;\mu,\Sigma) + \sum_s \log N(\beta_s; \beta_0, \nu^2 I) + \sum_i \log\mathrm{Bin}(y_i; N_i,
-    \sigma(x_i^\top\beta_{s_i}))` at the test point ``(data.local_betas, data.global_beta)``."""
+    \sigma(x_i^\top\beta_{s_i}))` at each test point ``(local_betas, global_beta)`` of ``data.points``."""
     from .glm import binomial_log_likelihood
 
-    X, y, N, mu, Sigma, local, glob = _f64(data.X, data.y, data.N, data.prior_mean, data.prior_cov,
-                                           data.local_betas, data.global_beta)
+    X, y, N, mu, Sigma = _f64(data.X, data.y, data.N, data.prior_mean, data.prior_cov)
+    local = torch.stack([p[0] for p in data.points]).to(torch.float64)  # (m, S, p)
+    glob = torch.stack([p[1] for p in data.points]).to(torch.float64)  # (m, p)
     nu2 = _nu_squared(data, convention)
     log_global = torch.distributions.MultivariateNormal(mu, covariance_matrix=Sigma).log_prob(glob)
-    log_local = torch.distributions.Normal(glob, math.sqrt(nu2)).log_prob(local).sum()
-    return log_global + log_local + binomial_log_likelihood(y, N, (X * local[data.s]).sum(-1))
+    log_local = torch.distributions.Normal(glob[:, None], math.sqrt(nu2)).log_prob(local).sum((-2, -1))
+    return log_global + log_local + binomial_log_likelihood(y, N, (X * local[:, data.s]).sum(-1))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -697,7 +704,8 @@ def _fmt_vector(v: np.ndarray, limit: int = 6) -> str:
     return f"[{shown}{', ...' if v.size > limit else ''}]"
 
 
-def _compare_values(student: Any, reference: Any, what: str, rtol: float, atol: float, up_to_constant: bool) -> str | None:
+def _compare_values(student: Any, reference: Any, what: str, rtol: float, atol: float, up_to_constant: bool,
+                    max_mismatch_fraction: float = 0.0) -> str | None:
     """None when equal within tolerance, else the reason in words."""
     a, b = _as_array(student, f"`{what}`"), _as_array(reference, "the reference")
     if a.shape != b.shape:
@@ -720,12 +728,14 @@ def _compare_values(student: Any, reference: Any, what: str, rtol: float, atol: 
         if up_to_constant and a.size:
             a, b = a - a.flat[0], b - b.flat[0]
         bad = ~np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=True)
-    if not np.any(bad):
+    if not np.any(bad) or np.sum(bad) <= max_mismatch_fraction * bad.size:
         return None
     first = tuple(int(i) for i in np.argwhere(bad)[0])
     where = _label(reference, first)
+    allowed = int(max_mismatch_fraction * bad.size)
     reason = (f"{int(np.sum(bad))} of {bad.size} entries of `{what}` differ from the reference"
-              + (f" (relative tolerance {rtol:g}, absolute {atol:g})" if numeric else "")
+              + (f" (relative tolerance {rtol:g}, absolute {atol:g}" if numeric else "")
+              + (f"; up to {allowed} may" if allowed else "") + (")" if numeric or allowed else "")
               + f"; the first is {where}: yours {_fmt(a[first])}, reference {_fmt(b[first])}")
     if up_to_constant:
         reason += " (both shifted so that their first entries are 0: constants do not matter here)"
@@ -742,7 +752,7 @@ def _check_equal(ns: dict, spec: dict) -> dict:
     for label, expr in _alternatives(spec["reference"]):
         reference = _reference_eval(expr, ns)
         reason = _compare_values(student, reference, spec["student"], spec["rtol"], spec["atol"],
-                                 bool(spec.get("up_to_constant", False)))
+                                 bool(spec.get("up_to_constant", False)), float(spec.get("max_mismatch_fraction", 0.0)))
         if reason is None:
             return {"status": "pass", "message": f"`{spec['student']}` matches the reference"
                     + (f" ({label})." if label else "."), "details": {"matched": label}}
@@ -753,7 +763,7 @@ def _check_equal(ns: dict, spec: dict) -> dict:
 def _join_alternatives(failures: list[tuple[str, str]]) -> str:
     if len(failures) == 1:
         return failures[0][1]
-    return " ".join(f"Compared with the reference {label}: {reason}" for label, reason in failures)
+    return " ".join(f"Compared with the reference ({label}): {reason}" for label, reason in failures)
 
 
 def _repeat_student(expr: str, ns: dict, num_draws: int) -> np.ndarray:
@@ -914,7 +924,7 @@ def _run_draw_check(ns: dict, spec: dict, tester) -> dict:
         result = tester(draws, first, second, spec["alpha"], spec["student"])
         if result["status"] == "pass":
             if label:
-                result["message"] += f" It matches the reference {label}."
+                result["message"] += f" It matches the reference ({label})."
                 result.setdefault("details", {})["matched"] = label
             return result
         failures.append((label, result["message"]))
@@ -973,56 +983,89 @@ def _posterior_summary(draws: np.ndarray, event_dims: int, burn_in: int, expr: s
             "shape": list(kept.shape[2:])}
 
 
-def _check_posterior(ns: dict, spec: dict) -> dict:
-    expr = spec["draws"]
-    draws = _as_array(_student_eval(expr, ns), f"`{expr}`")
-    if not np.issubdtype(draws.dtype, np.number):
-        raise _StudentError(f"`{expr}` does not hold numbers")
+def _posterior_burn_in(ns: dict, spec: dict) -> int:
     burn_in = spec.get("burn_in", 0)
     if isinstance(burn_in, str):
         burn_in = _student_eval(burn_in, ns)
     if isinstance(burn_in, bool) or not isinstance(burn_in, (int, np.integer)) or burn_in < 0:
         raise _StudentError(f"the burn-in `{spec['burn_in']}` must be a non-negative integer; got {burn_in!r}")
-    summary = _posterior_summary(draws.astype(np.float64), spec["event_dims"], int(burn_in), expr)
-    if spec.get("mode") == "record":
-        names = None
-        if spec.get("names"):
-            names = [str(n) for n in _reference_eval(spec["names"], ns)]
-        summary["names"] = names
-        return {"status": "recorded", "message": f"reference summary of `{expr}` recorded", "details": {"summary": summary}}
-    reference = spec.get("reference_summary")
-    if reference is None:
-        raise _ReferenceError("no reference summary for this check: build the key with `bayesglm-grade key`")
+    return int(burn_in)
+
+
+def _record_posterior(ns: dict, spec: dict) -> dict:
+    """In the solution's kernel: summaries of the reference draws (one per alternative) for the key."""
+    references = _alternatives(spec.get("reference") or spec["draws"])
+    burn_in = int(spec.get("reference_burn_in", _posterior_burn_in(ns, spec)))
+    summaries = {}
+    for label, expr in references:
+        draws = _as_array(_reference_eval(expr, ns), f"`{expr}`").astype(np.float64)
+        try:
+            summaries[label] = _posterior_summary(draws, spec["event_dims"], burn_in, expr)
+        except _StudentError as err:
+            raise _ReferenceError(f"the solution's draws `{expr}` are unusable: {err}") from err
+    names = [str(n) for n in _reference_eval(spec["names"], ns)] if spec.get("names") else None
+    return {"status": "recorded", "message": f"reference summaries of {len(summaries)} run(s) recorded",
+            "details": {"summaries": summaries, "names": names}}
+
+
+def _compare_posterior(estimate: np.ndarray, summary: dict, reference: dict, spec: dict, what: str,
+                       names: list[str] | None) -> tuple[bool, float, str, dict]:
+    """(passed, worst gap / limit, reason, details) against one reference summary."""
     ref_mean, ref_sd, ref_mcse = (np.asarray(reference[k], dtype=np.float64) for k in ("mean", "sd", "mcse"))
+    if estimate.shape != ref_mean.shape:
+        raise _StudentError(f"{what} has shape {tuple(estimate.shape)}; the reference has shape {tuple(ref_mean.shape)}")
+    mcse = np.asarray(summary["mcse"], dtype=np.float64)
+    limit, z = posterior_tolerance(mcse, ref_mcse, ref_sd, alpha=spec["alpha"], sd_fraction=spec["sd_fraction"])
+    gap = np.abs(estimate - ref_mean)
+    ratio = gap / np.maximum(limit, 1e-300)
+    details = {"estimate": estimate.tolist(), "reference_mean": ref_mean.tolist(), "limit": limit.tolist(), "z": z,
+               "sd_fraction": spec["sd_fraction"]}
+    worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(ratio)), gap.shape))
+    if not np.any(gap > limit):
+        return True, float(np.max(ratio)), "", details
+    flat_index = int(np.ravel_multi_index(worst, gap.shape)) if gap.ndim else 0
+    name = (f"'{names[flat_index]}'" if names and len(names) == gap.size else
+            "coordinate " + (str(worst[0]) if len(worst) == 1 else str(worst)))
+    reason = (f"{what[0].upper() + what[1:]} differs from the reference in {int(np.sum(gap > limit))} of {gap.size} "
+              f"coordinates, by more than Monte Carlo error allows. The largest gap is {name}: yours "
+              f"{estimate[worst]:.4g}, reference {ref_mean[worst]:.4g}, allowed ±{limit[worst]:.2g} ({z:.1f} Monte "
+              f"Carlo standard errors plus {spec['sd_fraction']:g} posterior standard deviation).")
+    return False, float(np.max(ratio)), reason, details
+
+
+def _check_posterior(ns: dict, spec: dict) -> dict:
+    if spec.get("mode") == "record":
+        return _record_posterior(ns, spec)
+    key = spec.get("reference_summaries")
+    if not key:
+        raise _ReferenceError("no reference summary for this check: build the key with `bayesglm-grade key`")
+    expr = spec["draws"]
+    draws = _as_array(_student_eval(expr, ns), f"`{expr}`")
+    if not np.issubdtype(draws.dtype, np.number):
+        raise _StudentError(f"`{expr}` does not hold numbers")
+    burn_in = _posterior_burn_in(ns, spec)
+    summary = _posterior_summary(draws.astype(np.float64), spec["event_dims"], burn_in, expr)
     what = f"the posterior mean of `{expr}`" + (f" after discarding the first {burn_in} draws" if burn_in else "")
     if spec.get("estimate"):
         estimate = _as_array(_student_eval(spec["estimate"], ns), f"`{spec['estimate']}`").astype(np.float64)
         what = f"`{spec['estimate']}`"
     else:
         estimate = np.asarray(summary["mean"], dtype=np.float64)
-    if estimate.shape != ref_mean.shape:
-        raise _StudentError(f"{what} has shape {tuple(estimate.shape)}; the reference has shape {tuple(ref_mean.shape)}")
-    mcse = np.asarray(summary["mcse"], dtype=np.float64)
-    limit, z = posterior_tolerance(mcse, ref_mcse, ref_sd, alpha=spec["alpha"], sd_fraction=spec["sd_fraction"])
-    gap = np.abs(estimate - ref_mean)
-    bad = gap > limit
-    details = {"estimate": estimate.tolist(), "reference_mean": ref_mean.tolist(), "limit": limit.tolist(),
-               "z": z, "sd_fraction": spec["sd_fraction"], "student_summary": summary}
-    if not np.any(bad):
-        return {"status": "pass", "details": details, "message": (
-            f"{what[0].upper() + what[1:]} agrees with the reference in all {gap.size} coordinates, within "
-            f"Monte Carlo error (largest gap {float(np.max(gap / np.maximum(limit, 1e-300))):.2f} of the allowed one).")}
-    worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(np.where(bad, gap / limit, -1))), gap.shape))
-    names = reference.get("names")
-    flat_index = int(np.ravel_multi_index(worst, gap.shape)) if gap.ndim else 0
-    name = (f"'{names[flat_index]}'" if names and len(names) == gap.size else
-            "coordinate " + (str(worst[0]) if len(worst) == 1 else str(worst)))
+    outcomes = []
+    for label, reference in key["summaries"].items():
+        passed, ratio, reason, details = _compare_posterior(estimate, summary, reference, spec, what, key.get("names"))
+        details["student_summary"] = summary
+        if passed:
+            matched = f" (the reference {label})" if label else ""
+            return {"status": "pass", "details": {**details, "matched": label}, "message": (
+                f"{what[0].upper() + what[1:]} agrees with the reference{matched} in all {len(details['limit'])} "
+                f"coordinates, within Monte Carlo error (largest gap {ratio:.2f} of the allowed one).")}
+        outcomes.append((ratio, label, reason, details))
+    ratio, label, reason, details = min(outcomes)
+    if len(outcomes) > 1:
+        reason = f"Compared with the closest reference ({label}): {reason}"
     return {"status": "fail", "details": details, "message": (
-        f"{what[0].upper() + what[1:]} differs from the reference in {int(bad.sum())} of {gap.size} coordinates, "
-        f"by more than Monte Carlo error allows. The largest gap is {name}: yours {estimate[worst]:.4g}, reference "
-        f"{ref_mean[worst]:.4g}, allowed ±{limit[worst]:.2g} ({z:.1f} Monte Carlo standard errors plus "
-        f"{spec['sd_fraction']:g} posterior standard deviation). Common causes: no burn-in, too few iterations, "
-        f"or a mistake in the sampler.")}
+        reason + " Common causes: no burn-in, too few iterations, or a mistake in the sampler.")}
 
 
 def _check_expect(ns: dict, spec: dict) -> dict:
@@ -1051,13 +1094,21 @@ def _reference_flags(ns: dict, names: list[str]) -> list[str]:
             if module == "bayesglm" or module.startswith("bayesglm."):
                 what = "is" if c is obj else "builds on"
                 flags.append(f"`{name}` {what} the book's reference implementation "
-                             f"({module}.{getattr(c, '__qualname__', getattr(c, '__name__', '?'))}), not code of the student")
+                             f"({module}.{getattr(c, '__qualname__', getattr(c, '__name__', '?'))}), not the student's own code")
                 break
     return flags
 
 
+_REFERENCE_MODULES = ("data", "polyagamma", "gaussian", "glm", "hierarchical", "checks", "diagnostics")
+
+
 def _run_check(student_ns: dict, spec: dict) -> dict:
+    import importlib
+
     import bayesglm
+
+    for module in _REFERENCE_MODULES:  # so that `bayesglm.checks...` works in reference expressions
+        importlib.import_module(f"bayesglm.{module}")
 
     kind = spec["kind"]
     flags = _reference_flags(student_ns, spec.get("flag_reference", []))
@@ -1097,17 +1148,21 @@ def _run_check(student_ns: dict, spec: dict) -> dict:
     return result
 
 
+def _evaluate_check(student_ns: dict, spec: dict) -> dict:
+    """Run one check on a namespace; a failure of the reference side becomes status 'error'."""
+    try:
+        return _run_check(student_ns, spec)
+    except _ReferenceError as err:
+        return {"status": "error", "message": str(err)}
+    except Exception as err:
+        return {"status": "error", "message": f"the check itself failed: {type(err).__name__}: {err}"}
+
+
 def _kernel_run_check(student_ns: dict, spec_json: str) -> None:
     """Entry point of the cell that the grader injects: run one check and display its JSON result."""
     from IPython.display import display
 
-    spec = json.loads(spec_json)
-    try:
-        result = _run_check(student_ns, spec)
-    except _ReferenceError as err:
-        result = {"status": "error", "message": str(err)}
-    except Exception as err:
-        result = {"status": "error", "message": f"the check itself failed: {type(err).__name__}: {err}"}
+    result = _evaluate_check(student_ns, json.loads(spec_json))
     display({RESULT_MIME: json.loads(json.dumps(result, default=_json_default))}, raw=True)
 
 
@@ -1584,7 +1639,7 @@ async def _grade_async(
             else:
                 entry = key_checks.get(check.id)
                 if entry is not None and entry.get("spec_hash") == check.spec_hash():
-                    spec["reference_summary"] = entry["summary"]
+                    spec["reference_summaries"] = {"summaries": entry["summaries"], "names": entry.get("names")}
         specs.append(spec)
     run = _Run()
     if nb is not None and specs:
@@ -1761,7 +1816,8 @@ def build_key(
         key["assignments"][name] = {
             "notebook_hash": _code_notebook_hash(nb),
             "recorded_at": report.graded_at,
-            "checks": {c.id: {"spec_hash": assignment_check.spec_hash(), "summary": c.details["summary"]}
+            "checks": {c.id: {"spec_hash": assignment_check.spec_hash(), "summaries": c.details["summaries"],
+                              "names": c.details.get("names")}
                        for c, assignment_check in zip(report.checks, assignment.checks)
                        if assignment_check.kind == "posterior"},
         }
