@@ -133,7 +133,7 @@ class BinomialGLM:
         prior_mean: :math:`\mu`, shape (p,).
         prior_cov: :math:`\Sigma`, shape (p, p), symmetric positive definite.
         pg_sampler: the PG(b, c) sampler used by the ω-update, called as
-            ``pg_sampler(b, c, generator=generator)``; the exact
+            ``pg_sampler(b, c, generator=generator)``;
             :func:`~bayesglm.polyagamma.sample_pg` by default (pass
             :func:`~bayesglm.polyagamma.sample_pg_naive` to see what the
             truncated series does to the posterior).
