@@ -202,6 +202,24 @@ def test_approximation_error_within_documented_bound(b, c):
         assert distance > 0.95 * APPROX_KS_BOUND  # the worst case: the bound is tight
 
 
+@pytest.mark.parametrize("backend", [np, torch])
+def test_sampler_parameters_match_the_cumulants(backend):
+    # the sampler's own (cancellation-free, series below |c| = 0.1) formulas for theta, alpha, shift
+    from bayesglm.polyagamma import _shifted_gamma_parameters
+
+    c = torch.tensor([0.0, 1e-8, 0.05, 0.0999, 0.1001, 0.5, 3.0, 7.0, 50.0, -1e3], dtype=torch.float64)
+    b = torch.full_like(c, 100.0)
+    args = (b.numpy(), c.numpy()) if backend is np else (b, c)
+    theta, alpha, shift = (torch.as_tensor(x) for x in _shifted_gamma_parameters(*args, backend))
+    k1, k2, k3 = pg_cumulants(b, c)
+    expected_theta = k3 / (2 * k2)
+    expected_alpha = k2 / expected_theta**2
+    assert torch.allclose(theta, expected_theta, rtol=1e-10, atol=0)
+    assert torch.allclose(alpha, expected_alpha, rtol=1e-10, atol=0)
+    assert torch.allclose(shift, k1 - expected_alpha * expected_theta, rtol=0, atol=1e-10 * k1.max().item())
+    assert torch.all(shift >= 0)
+
+
 def test_approximation_sampler_draws_the_shifted_gamma():
     b, c = B_EXACT + 1.0, 6.0
     x = draws(b, c, 200_000, seed=14)

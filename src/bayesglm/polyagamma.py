@@ -135,10 +135,29 @@ def _tanh_series(terms: int) -> list[float]:
 _G = _tanh_series(20)
 # Rows n = 0, 1, ...: coefficients of s^n in (t1, a, bb) = (G, -2 G', 4 G''), s = u^2.
 _SERIES = np.array([[_G[n], -2 * (n + 1) * _G[n + 1], 4 * (n + 2) * (n + 1) * _G[n + 2]] for n in range(16)])
-_SERIES_ROWS = _SERIES.tolist()
 
 
-def _shape_functions(u, switch: float, terms: int, xp):
+def _divide_series(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """Coefficients of the power series numerator / denominator (same length)."""
+    out = np.zeros_like(numerator)
+    for k in range(len(out)):
+        out[k] = (numerator[k] - np.dot(out[:k], denominator[k:0:-1])) / denominator[0]
+    return out
+
+
+# Taylor series in s = u^2 of the shifted gamma's (theta, q, t1), theta = b3/(8a), q = a^2/b3 (see
+# _shifted_gamma_parameters); same radius of convergence pi^2/4 as G.
+_SAMPLER_SERIES = np.stack(
+    [
+        _divide_series(_SERIES[:, 2] / 8, _SERIES[:, 1]),
+        _divide_series(np.convolve(_SERIES[:, 1], _SERIES[:, 1])[:16], _SERIES[:, 2]),
+        _SERIES[:, 0],
+    ],
+    axis=1,
+)
+
+
+def _shape_functions(u: Tensor, switch: float, terms: int) -> tuple[Tensor, Tensor, Tensor]:
     r"""The cancellation-free pieces of the cumulants, as functions of :math:`u = |c|/2 \ge 0`:
 
     .. math::
@@ -151,10 +170,9 @@ def _shape_functions(u, switch: float, terms: int, xp):
     as :math:`u \to 0`; below ``switch`` the first ``terms`` terms of the Taylor series in
     :math:`s = u^2` of :math:`G(s) = \tanh\sqrt s/\sqrt s` replace them (:math:`t_1 = G`,
     :math:`a = -2G'`, :math:`b_3 = 4G''`; radius of convergence :math:`\pi^2/4`).
-    ``xp`` is ``numpy`` (1-D arrays) or ``torch``.
     """
-    v = np.maximum(u, switch) if xp is np else u.clamp_min(switch)
-    tanh = xp.tanh(v)
+    v = u.clamp_min(switch)
+    tanh = torch.tanh(v)
     sech2 = 1 - tanh * tanh
     v2 = v * v
     v3 = v2 * v
@@ -165,22 +183,15 @@ def _shape_functions(u, switch: float, terms: int, xp):
     small = u < switch
     if bool(small.any()):
         s = u[small] ** 2
-        if xp is np:  # few terms, few entries: Horner on the subset, the three series side by side
-            s = s[:, None]
-            poly = _SERIES[terms - 1] * s + _SERIES[terms - 2]
-            for row in range(terms - 3, -1, -1):
-                poly = poly * s + _SERIES[row]
-            t1[small], a[small], b3[small] = poly.T
-        else:
-            powers = s.unsqueeze(-1) ** torch.arange(terms, device=u.device, dtype=u.dtype)
-            series = powers @ torch.as_tensor(_SERIES[:terms], device=u.device)
-            t1[small], a[small], b3[small] = series.unbind(-1)
+        powers = s.unsqueeze(-1) ** torch.arange(terms, device=u.device, dtype=u.dtype)
+        series = powers @ torch.as_tensor(_SERIES[:terms], device=u.device)
+        t1[small], a[small], b3[small] = series.unbind(-1)
     return t1, a, b3
 
 
 def _cumulants64(b: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """(kappa_1, kappa_2, kappa_3) of PG(b, c) in float64, to about 1e-14 relative."""
-    t1, a, b3 = _shape_functions(c.abs() / 2, 0.4, 16, torch)
+    t1, a, b3 = _shape_functions(c.abs() / 2, 0.4, 16)
     return b * t1 / 4, b * a / 16, b * b3 / 64
 
 
@@ -282,7 +293,28 @@ def _alternating_accept(x: Tensor, u: Tensor) -> Tensor:
 _TAIL_MASS = math.erfc(1 / math.sqrt(2 * _TRUNC)) / 2  # P(N(0, 1) > 1/sqrt(t))
 
 
-def _truncated_inverse_gaussian(z: Tensor, generator: torch.Generator | None, tries: int = 4) -> Tensor:
+def _levy_tilted(z: Tensor, generator: torch.Generator | None, tries: int) -> tuple[Tensor, Tensor]:
+    """``tries`` attempts per entry at IG(1/z, 1) on (0, t] for z < 1/t: (draws, success), (m, tries)."""
+    shape = (z.numel(), tries)
+    u = torch.rand((2, *shape), dtype=z.dtype, device=z.device, generator=generator)
+    tail = torch.special.ndtri(u[0].mul_(_TAIL_MASS)).neg_()  # N(0, 1) conditioned on > 1/sqrt(t)
+    x = tail.mul_(tail).reciprocal_()
+    return x, u[1] < torch.exp(-0.5 * (z * z).unsqueeze(-1) * x)
+
+
+def _michael_schucany_haas(z: Tensor, generator: torch.Generator | None, tries: int) -> tuple[Tensor, Tensor]:
+    """``tries`` attempts per entry at IG(1/z, 1) on (0, t] for z >= 1/t: (draws, success), (m, tries)."""
+    shape = (z.numel(), tries)
+    mu = (1 / z).unsqueeze(-1)
+    w = torch.randn(shape, dtype=z.dtype, device=z.device, generator=generator)
+    w = w.mul_(w).mul_(0.5 * mu)
+    root = mu / (1 + w + torch.sqrt(w * (2 + w)))  # the smaller root, without cancellation
+    u = torch.rand(shape, dtype=z.dtype, device=z.device, generator=generator)
+    x = torch.where(u * (mu + root) > mu, mu * mu / root, root)
+    return x, x <= _TRUNC
+
+
+def _truncated_inverse_gaussian(z: Tensor, generator: torch.Generator | None, tries: int = 2) -> Tensor:
     r"""Draws of IG(mean 1/z, shape 1) truncated to (0, t], for z >= 0 (1-D).
 
     For :math:`z < 1/t`: :math:`X = 1/Z^2` with :math:`Z` a standard normal conditioned on
@@ -292,38 +324,23 @@ def _truncated_inverse_gaussian(z: Tensor, generator: torch.Generator | None, tr
     Each round makes ``tries`` independent attempts per pending entry and keeps the first success.
     """
     out = torch.empty_like(z)
-    idx = torch.arange(z.numel(), device=z.device)
-    while idx.numel():
-        zp = z[idx].unsqueeze(-1)
-        shape = (idx.numel(), tries)
-        u = torch.rand((2, *shape), dtype=z.dtype, device=z.device, generator=generator)
-        # (a) z < 1/t: Lévy proposal on (0, t], tilt as acceptance
-        tail = torch.special.ndtri(u[0] * _TAIL_MASS).neg_()
-        xa = 1 / (tail * tail)
-        ok_a = u[1] < torch.exp(-0.5 * zp * zp * xa)
-        # (b) z >= 1/t: Michael-Schucany-Haas with mean mu = 1/z, shape 1
-        mu = 1 / zp.clamp_min(1 / _TRUNC)
-        w = 0.5 * mu * torch.randn(shape, dtype=z.dtype, device=z.device, generator=generator) ** 2
-        root = mu / (1 + w + torch.sqrt(w * (2 + w)))  # the smaller root, without cancellation
-        xb = torch.where(u[0] * (mu + root) > mu, mu * mu / root, root)
-        lower = zp < 1 / _TRUNC
-        x = torch.where(lower, xa, xb)
-        ok = torch.where(lower, ok_a, xb <= _TRUNC).to(torch.uint8)
-        first = ok.argmax(-1, keepdim=True)  # the first successful attempt, if any
-        done = ok.gather(-1, first).squeeze(-1).bool()
-        out[idx[done]] = x.gather(-1, first).squeeze(-1)[done]
-        idx = idx[~done]
+    lower = z < 1 / _TRUNC
+    for propose, group in ((_levy_tilted, lower), (_michael_schucany_haas, ~lower)):
+        idx = group.nonzero().squeeze(-1)
+        while idx.numel():
+            x, ok = propose(z[idx], generator, tries)
+            ok = ok.to(torch.uint8)
+            first = ok.argmax(-1, keepdim=True)  # the first successful attempt, if any
+            done = ok.gather(-1, first).squeeze(-1).bool()
+            out[idx[done]] = x.gather(-1, first).squeeze(-1)[done]
+            idx = idx[~done]
     return out
 
 
-def _sample_jstar1(z: Float[Tensor, " n"], generator: torch.Generator | None) -> Float[Tensor, " n"]:
-    r"""Exact draws of :math:`J^*(1, z)`, z >= 0 (float64, 1-D), by Devroye's method.
-
-    The proposal mixes :math:`t + \mathrm{Exp}(\lambda_z)`, :math:`\lambda_z = \pi^2/8 + z^2/2`, on
-    :math:`(t, \infty)` and IG(1/z, 1) truncated to :math:`(0, t]`, with weights
-    :math:`p = \frac{\pi}{2\lambda_z}e^{-\lambda_z t}` and :math:`q = 2e^{-z}P_{IG}(X \le t)`; the
-    alternating-series test accepts (overall acceptance above 99.9%). Rejected entries are redrawn.
-    """
+def _devroye_constants(z: Tensor) -> tuple[Tensor, Tensor]:
+    r"""The exponential rate :math:`\lambda_z = \pi^2/8 + z^2/2` and the probability p/(p+q) of
+    proposing from the exponential piece, :math:`p = \frac{\pi}{2\lambda_z}e^{-\lambda_z t}`,
+    :math:`q = 2e^{-z}P_{IG}(X \le t)`, for Devroye's J*(1, z) sampler."""
     t = _TRUNC
     lam = _PI2 / 8 + 0.5 * z * z
     # q/p in logs: P_IG(X <= t) = Phi((tz - 1)/sqrt t) + e^{2z} Phi(-(tz + 1)/sqrt t); the second term
@@ -332,14 +349,26 @@ def _sample_jstar1(z: Float[Tensor, " n"], generator: torch.Generator | None) ->
     w = (t * z + 1) / math.sqrt(2 * t)
     ratio = 0.5 * torch.special.erfcx(w) * torch.exp(-0.5 * t * (z - 1 / t) ** 2) / phi_1
     log_q_over_p = math.log(4 / math.pi) + torch.log(lam) + lam * t - z + torch.log(phi_1) + torch.log1p(ratio)
-    prob_exponential = torch.sigmoid(-log_q_over_p)
+    return lam, torch.sigmoid(-log_q_over_p)
 
+
+def _sample_jstar1(
+    z: Float[Tensor, " n"], generator: torch.Generator | None, constants: tuple[Tensor, Tensor] | None = None
+) -> Float[Tensor, " n"]:
+    r"""Exact draws of :math:`J^*(1, z)`, z >= 0 (float64, 1-D), by Devroye's method.
+
+    The proposal mixes :math:`t + \mathrm{Exp}(\lambda_z)` on :math:`(t, \infty)` and IG(1/z, 1)
+    truncated to :math:`(0, t]` (:func:`_devroye_constants`); the alternating-series test accepts
+    (overall acceptance above 99.9%). Rejected entries are redrawn. ``constants`` may pass
+    precomputed :func:`_devroye_constants` of ``z``.
+    """
+    lam, prob_exponential = _devroye_constants(z) if constants is None else constants
     out = torch.empty_like(z)
     idx = torch.arange(z.numel(), device=z.device)
     while idx.numel():
         m = idx.numel()
         u = torch.rand(2, m, dtype=z.dtype, device=z.device, generator=generator)
-        x = t + _exponential(m, z, generator) / lam[idx]
+        x = _TRUNC + _exponential(m, z, generator) / lam[idx]
         ig = (u[0] >= prob_exponential[idx]).nonzero().squeeze(-1)
         if ig.numel():
             x[ig] = _truncated_inverse_gaussian(z[idx[ig]], generator)
@@ -352,7 +381,9 @@ def _sample_jstar1(z: Float[Tensor, " n"], generator: torch.Generator | None) ->
 def _sample_exact(n: Tensor, c: Tensor, generator: torch.Generator | None) -> Tensor:
     """Sums of n[i] independent PG(1, c[i]) draws, PG(1, c) = J*(1, |c|/2)/4 (n whole numbers, 1-D)."""
     owner = torch.repeat_interleave(torch.arange(n.numel(), device=n.device), n.to(torch.long))
-    draws = _sample_jstar1(c[owner].abs() / 2, generator) / 4
+    z = c.abs() / 2
+    lam, prob = _devroye_constants(z)  # once per entry, not once per copy
+    draws = _sample_jstar1(z[owner], generator, (lam[owner], prob[owner])) / 4
     return torch.zeros_like(c).index_add_(0, owner, draws)
 
 
@@ -369,11 +400,10 @@ def _gamma_large(alpha, generator: torch.Generator | None, device: torch.device)
     n = alpha.shape[0]
     z = torch.randn(n, dtype=torch.float32, device=device, generator=generator)
     u = torch.rand(n, dtype=torch.float32, device=device, generator=generator)
-    log_u = torch.log(u)
     if isinstance(alpha, np.ndarray):
-        xp, z, log_u = np, z.numpy().astype(np.float64), log_u.numpy()
+        xp, z, log_u = np, z.numpy().astype(np.float64), np.log(u.numpy())
     else:
-        xp, z = torch, z.to(torch.float64)
+        xp, z, log_u = torch, z.to(torch.float64), torch.log(u)
     d = alpha - 1 / 3
     v = 1 + z / (xp.sqrt(9 * d))
     v = v * v * v
@@ -385,24 +415,67 @@ def _gamma_large(alpha, generator: torch.Generator | None, device: torch.device)
     return out
 
 
-def _sample_shifted_gamma(b: Tensor, c: Tensor, generator: torch.Generator | None) -> Tensor:
-    r"""PG(b, c) approximated by :math:`s + \theta\,\mathrm{Ga}(\alpha, 1)` with the first three
-    cumulants matched: :math:`\theta = \kappa_3/(2\kappa_2)`, :math:`\alpha = \kappa_2/\theta^2`,
-    :math:`s = \kappa_1 - \alpha\theta` (1-D float64, b > 1). In the pieces of
-    :func:`_shape_functions`: :math:`\theta = b_3/(8a)`, :math:`\alpha = 4b\,a^3/b_3^2`,
-    :math:`s = \frac b4(t_1 - 2a^2/b_3) \ge 0`. On CPU the elementwise arithmetic runs in NumPy on
-    zero-copy views (half torch's per-call overhead at a few thousand entries)."""
-    if b.device.type == "cpu":
-        xp, bx, cx = np, b.numpy(), c.numpy()
+_SWITCH = 0.05  # |c|/2 below which the sampler's parameters come from their Taylor series
+
+
+def _shifted_gamma_parameters(b, c, xp):
+    r"""(theta, alpha, shift) of the shifted gamma for PG(b, c): numpy arrays or torch tensors, 1-D.
+
+    With :math:`u = |c|/2`, :math:`T = \tanh u`, :math:`S = 1 - T^2`, :math:`A = T - uS`,
+    :math:`B = 3A - 2u^2 S T` (so :math:`\kappa_1 = bT/(4u)`, :math:`\kappa_2 = bA/(16u^3)`,
+    :math:`\kappa_3 = bB/(64u^5)`):
+
+    .. math::
+        \theta = \frac{\kappa_3}{2\kappa_2} = \frac{B}{8u^2A},\quad
+        q = \frac{A^2}{uB},\quad
+        \alpha = \frac{\kappa_2}{\theta^2} = \frac{bq}{2\theta},\quad
+        \text{shift} = \kappa_1 - \alpha\theta = b\Big(\frac{T}{4u} - \frac q2\Big).
+
+    :math:`A` and :math:`B` cancel as :math:`u \to 0` (relative error about :math:`3\epsilon/u^4`,
+    3e-11 at the switch u = 0.05); below it, five terms of the Taylor series in :math:`u^2`
+    (error 1e-15). The operations are few and cheap: on CPU this runs in NumPy, whose
+    per-call overhead is half torch's for arrays of a few thousand entries.
+    """
+    u = abs(c)
+    u *= 0.5
+    if xp is np:
+        v = np.maximum(u, _SWITCH)
     else:
-        xp, bx, cx = torch, b, c
-    t1, a, b3 = _shape_functions(abs(cx) * 0.5, 0.05, 4, xp)
-    theta = b3 / (8 * a)
-    q = a * a / b3
-    alpha = (0.5 * bx) * q / theta  # = 4 b a^3 / b3^2
-    shift = bx * (0.25 * t1 - 0.5 * q)
-    draws = shift + theta * _gamma_large(alpha, generator, b.device)
-    return torch.from_numpy(draws) if xp is np else draws
+        v = u.clamp_min(_SWITCH)
+    tanh = xp.tanh(v)
+    sech2 = 1 - tanh * tanh
+    v_sech2 = v * sech2
+    numer2 = tanh - v_sech2  # A
+    numer3 = 3 * numer2 - 2 * (v * v_sech2 * tanh)  # B
+    theta = numer3 / (8 * (v * v) * numer2)
+    q = numer2 * numer2 / (v * numer3)
+    t1 = tanh / v
+    if xp is np:
+        small = np.flatnonzero(u < _SWITCH)
+        if small.size:
+            s = u[small]
+            poly = np.vander(s * s, 5, increasing=True) @ _SAMPLER_SERIES[:5]
+            theta[small], q[small], t1[small] = poly[:, 0], poly[:, 1], poly[:, 2]
+    else:
+        small = (u < _SWITCH).nonzero().squeeze(-1)
+        if small.numel():
+            s = u[small]
+            poly = torch.linalg.vander(s * s, N=5) @ torch.as_tensor(_SAMPLER_SERIES[:5], device=s.device)
+            theta[small], q[small], t1[small] = poly[:, 0], poly[:, 1], poly[:, 2]
+    alpha = (0.5 * b) * q / theta
+    shift = b * (0.25 * t1 - 0.5 * q)
+    return theta, alpha, shift
+
+
+def _sample_shifted_gamma(b: Tensor, c: Tensor, generator: torch.Generator | None) -> Tensor:
+    r"""PG(b, c) approximated by :math:`\text{shift} + \theta\,\mathrm{Ga}(\alpha, 1)`, the first three
+    cumulants matched (1-D float64, b > 1; :func:`_shifted_gamma_parameters`). The shift is
+    :math:`\ge 0` (Cauchy-Schwarz on the weighted gamma sum: :math:`2\kappa_2^2 \le \kappa_1\kappa_3`)."""
+    if b.device.type == "cpu":
+        theta, alpha, shift = _shifted_gamma_parameters(b.numpy(), c.numpy(), np)
+        return torch.from_numpy(shift + theta * _gamma_large(alpha, generator, b.device))
+    theta, alpha, shift = _shifted_gamma_parameters(b, c, torch)
+    return shift + theta * _gamma_large(alpha, generator, b.device)
 
 
 def _shifted_gamma_from_cumulants(k1: Tensor, k2: Tensor, k3: Tensor, generator: torch.Generator | None) -> Tensor:
