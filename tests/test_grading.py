@@ -21,7 +21,14 @@ import torch
 
 from bayesglm import grading
 from bayesglm.data import load_demographics, preprocess_covariates
-from bayesglm.polyagamma import sample_pg_naive
+
+
+def sample_pg_naive(b, c, trunc: int = 200):
+    """The homework's truncated-series PG sampler, as students have it (torch's Gamma, global seed)."""
+    b, c = torch.broadcast_tensors(torch.as_tensor(b), torch.as_tensor(c))
+    g = torch.moveaxis(torch.distributions.Gamma(b + 1e-8, 1.0).sample((trunc,)), 0, -1)
+    k = torch.arange(1, trunc + 1, dtype=b.dtype)
+    return (g / ((k - 0.5) ** 2 + c[..., None] ** 2 / (4 * math.pi**2))).sum(-1) / (2 * math.pi**2)
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "hw2_solutions"
@@ -143,6 +150,15 @@ def test_student_command_writes_a_version_of_every_solution(tmp_path, capsys):
     names = sorted(p.name for p in (tmp_path / "student").glob("*.ipynb"))
     assert names == sorted(p.name for p in SOLUTIONS.glob("*.ipynb"))
     assert "wrote" in capsys.readouterr().out
+    first = nbformat.read(tmp_path / "student" / "00_preprocessing.ipynb", as_version=4).cells[0].source
+    assert "The grader reads: `covariates`, `responses`." in first
+
+
+def test_graded_names_are_what_the_checks_read_from_the_student():
+    assert grading.graded_names(CONFIG.assignment("02_binomial_glm")) == ["BinomialGLM", "glm_samples", "beta_hat",
+                                                                          "residuals"]
+    # names bound by the check itself (data, model, psi, comprehension variables) are not the student's
+    assert "data" not in grading.graded_names(CONFIG.assignment("03_hierarchical_glm"))
 
 
 def test_substitute_source_insists_that_every_pattern_applies():
@@ -412,6 +428,24 @@ def test_hierarchical_planted_mistakes_fail():
     result = run_in_process({}, check("03_hierarchical_glm", "3e-global-update"))
     assert result["status"] == "fail" and "`HierarchicalBinomialGLM` is not defined" in result["message"]
 
+
+
+def test_residual_check_accepts_single_precision_and_catches_wrong_formulas():
+    import bayesglm
+
+    data = bayesglm.load_year(2016, dtype=torch.float32)
+    beta_hat = torch.linalg.lstsq(data.X.double(), torch.logit(data.y.double() / data.N.double())).solution.float()
+    p = torch.sigmoid(data.X @ beta_hat)
+    mu = data.N * p
+    half = torch.xlogy(data.y, data.y / mu) + torch.xlogy(data.N - data.y, (data.N - data.y) / (data.N - mu))
+    chk = check("02_binomial_glm", "2a-residuals")
+    for name, residuals, verdict in [
+        ("float32", torch.sign(data.y - mu) * torch.sqrt(2 * half), "pass"),
+        ("no factor 2", torch.sign(data.y - mu) * torch.sqrt(half), "fail"),
+        ("wrong sign", torch.sign(mu - data.y) * torch.sqrt(2 * half), "fail"),
+    ]:
+        result = run_in_process({"beta_hat": beta_hat, "residuals": residuals}, chk)
+        assert result["status"] == verdict, (name, result["message"])
 
 # ---------------------------------------------------------------------------------------------
 # Posterior checks: Monte Carlo tolerances
@@ -697,3 +731,95 @@ def test_glm_students_with_another_seed_pass_and_a_missing_burn_in_costs_exactly
     lost = {k: automatic[k] - v for k, v in points(no_burn_in_report).items() if k in automatic and v != automatic[k]}
     assert lost == {"1e-posterior-mean": 3.0}, no_burn_in_report.to_markdown()
     assert "intercept" in next(c for c in no_burn_in_report.checks if c.id == "1e-posterior-mean").message
+
+
+# ---------------------------------------------------------------------------------------------
+# The hierarchical GLM: the solution (reduced), and a synthetic student against its key
+# ---------------------------------------------------------------------------------------------
+
+HIERARCHICAL = CONFIG.assignment("03_hierarchical_glm")
+REDUCED_03 = {r"num_chains, num_iters = 4, 600": "num_chains, num_iters = 4, 200"}
+
+STUDENT_03 = '''
+import torch
+from torch.distributions import Gamma, MultivariateNormal
+from bayesglm.data import extract_responses, load_demographics, load_votes, preprocess_covariates
+
+covariates = preprocess_covariates(load_demographics())
+responses, state_names = extract_responses(load_votes(), 2016)
+
+def sample_pg(b, c, trunc=200):  # the homework's truncated series
+    b, c = torch.broadcast_tensors(b.float(), c.float())
+    g = torch.moveaxis(Gamma(b + 1e-8, 1.0).sample((trunc,)), 0, -1)
+    k = torch.arange(trunc) + 1
+    return (g / ((k - 0.5) ** 2 + c[..., None] ** 2 / (4 * torch.pi ** 2))).sum(-1) / (2 * torch.pi ** 2)
+
+def gaussian(J, h):
+    cov = torch.linalg.inv(J)
+    cov = (cov + cov.T) / 2
+    return MultivariateNormal(cov @ h, covariance_matrix=cov).sample()
+
+class HierarchicalBinomialGLM:
+    def __init__(self, num_states, prior_mean, prior_cov, dispersion):
+        self.num_states, self.prior_mean, self.prior_cov, self.dispersion = num_states, prior_mean, prior_cov, dispersion
+
+    def log_prob(self, s, y, N, X, local_betas, global_beta):
+        lp = MultivariateNormal(self.prior_mean, self.prior_cov).log_prob(global_beta)
+        lp = lp + torch.distributions.Normal(global_beta, self.dispersion).log_prob(local_betas).sum()
+        return lp + torch.distributions.Binomial(N, logits=(X * local_betas[s]).sum(-1)).log_prob(y).sum()
+
+    def _gibbs_update_global_beta(self, local_betas):
+        p = local_betas.shape[1]
+        J = torch.linalg.inv(self.prior_cov) + self.num_states / self.dispersion ** 2 * torch.eye(p)
+        h = torch.linalg.solve(self.prior_cov, self.prior_mean) + local_betas.sum(0) / self.dispersion ** 2
+        return gaussian(J, h)
+
+    def _gibbs_update_local_betas(self, s, y, N, X, omegas, global_beta):
+        p = X.shape[1]
+        out = []
+        for k in range(self.num_states):
+            rows = s == k
+            J = torch.eye(p) / self.dispersion ** 2 + X[rows].T @ (omegas[rows, None] * X[rows])
+            h = global_beta / self.dispersion ** 2 + X[rows].T @ (y[rows] - N[rows] / 2)
+            out.append(gaussian(J, h))
+        return torch.stack(out)
+
+    def _gibbs_update_omegas(self, s, N, X, local_betas):
+        return sample_pg(N, (X * local_betas[s]).sum(-1))
+
+    def gibbs(self, s, y, N, X, init_beta, num_iters):
+        global_beta = init_beta
+        local_betas = global_beta[None].repeat(self.num_states, 1)
+        samples = [dict(global_beta=global_beta, local_betas=local_betas)]
+        for _ in range(num_iters):
+            omegas = self._gibbs_update_omegas(s, N, X, local_betas)
+            local_betas = self._gibbs_update_local_betas(s, y, N, X, omegas, global_beta)
+            global_beta = self._gibbs_update_global_beta(local_betas)
+            samples.append(dict(global_beta=global_beta, local_betas=local_betas))
+        return {k: torch.stack([x[k] for x in samples]) for k in samples[0]}
+
+torch.manual_seed(3)
+s = torch.tensor(responses.s.values).long()
+y = torch.tensor(responses.y.values).float()
+N = torch.tensor(responses.N.values).float()
+X = torch.tensor(covariates.values.astype(float)).float()
+p = X.shape[1]
+hglm = HierarchicalBinomialGLM(50, torch.zeros(p), torch.eye(p), 0.1)
+hglm_samples = hglm.gibbs(s, y, N, X, init_beta=torch.zeros(p), num_iters=100)
+local_hat = hglm_samples["local_betas"][20:].mean(0)
+p_hglm = torch.sigmoid((X * local_hat[s]).sum(-1))
+mu = N * p_hglm
+residuals_hglm = torch.sign(y - mu) * torch.sqrt(2 * (torch.xlogy(y, y / mu) + torch.xlogy(N - y, (N - y) / (N - mu))))
+'''
+
+
+def test_the_hierarchical_solution_gets_full_marks_and_a_student_with_another_seed_too():
+    if not HIERARCHICAL.notebook.exists():
+        pytest.skip("03_hierarchical_glm.ipynb is not written yet")
+    solution = grading.substitute_source(nbformat.read(HIERARCHICAL.notebook, as_version=4), REDUCED_03)
+    key, (report,) = grading.build_key(CONFIG, ["03_hierarchical_glm"], notebooks={"03_hierarchical_glm": solution})
+    assert report.score == HIERARCHICAL.max_points - report.pending
+    automatic = {c.id: c.points for c in HIERARCHICAL.checks if c.kind != "manual"}
+    student = grading.grade_notebook(notebook(STUDENT_03), HIERARCHICAL, key=key)
+    assert not student.notebook["issues"], student.notebook["issues"]
+    assert {k: v for k, v in points(student).items() if k in automatic} == automatic, student.to_markdown()

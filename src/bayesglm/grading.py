@@ -86,6 +86,7 @@ __all__ = [
     "GradingConfig",
     "load_config",
     "student_version",
+    "graded_names",
     "write_student_versions",
     "substitute_source",
     "CheckResult",
@@ -370,20 +371,62 @@ def _heading_of(cells, index: int) -> str:
     return ""
 
 
-def student_version(nb: nbformat.NotebookNode, *, assignment: str | None = None) -> tuple[nbformat.NotebookNode, list[str]]:
+_INJECTED = {"grading", "bayesglm", "torch", "np", "dtype"}
+
+
+def graded_names(assignment: Assignment) -> list[str]:
+    """The names of the student's notebook that the automatic checks read (in order of first use).
+
+    Taken from the checks' student-side code (``student``, ``draws``, ``estimate``, ``expr``,
+    ``setup``); names the check defines itself (in ``setup`` or a comprehension), the
+    grader's own (``grading``, ``bayesglm``, ``torch``, ``np``, ``dtype``) and builtins are left out.
+    """
+    import ast
+    import builtins
+
+    found: list[str] = []
+    for check in assignment.checks:
+        defined = set(_INJECTED) | set(dir(builtins))
+        sources = [check.params.get(key) for key in ("setup", "student", "draws", "estimate", "expr", "burn_in")]
+        for source in sources:
+            if not isinstance(source, str) or not source.strip():
+                continue
+            tree = ast.parse(source)
+            for node in ast.walk(tree):  # names bound anywhere in this snippet (setup, comprehensions)
+                if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                    defined.add(node.id)
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in defined:
+                    if node.id not in found:
+                        found.append(node.id)
+    return found
+
+
+def student_version(
+    nb: nbformat.NotebookNode, *, assignment: str | None = None, names: list[str] | None = None
+) -> tuple[nbformat.NotebookNode, list[str]]:
     """The assignment a student receives, and warnings about possible leaks.
 
     Cells tagged ``solution`` are emptied (code: ``# YOUR CODE HERE``; markdown:
     *Your answer here.*) and re-tagged ``answer``; inside a tagged code cell, only the
     lines between ``# BEGIN SOLUTION`` and ``# END SOLUTION`` are removed when such
     markers exist. All outputs and execution counts are cleared. A warning is returned
-    for every untagged cell that reads like an answer ("*Answer.*").
+    for every untagged cell that reads like an answer ("*Answer.*") and for every tagged
+    cell that also holds a heading (it would vanish). ``names`` (see :func:`graded_names`)
+    are listed in the note added under the title, so that students keep them.
     """
     nb = copy.deepcopy(nb)
     warnings = []
     for index, cell in enumerate(nb.cells):
         tags = _tags(cell)
         if SOLUTION_TAG in tags:
+            heading = re.search(r"^#+\s+(.*)$", cell.source, re.MULTILINE) if cell.cell_type == "markdown" else None
+            if heading and _strip_solution_regions(cell.source, "") is None:
+                warnings.append(
+                    f"cell {index + 1} is tagged '{SOLUTION_TAG}' but holds the heading '{heading.group(1).strip()}': "
+                    f"the heading and the problem statement vanish from the student version. Put them in their "
+                    f"own untagged cell."
+                )
             placeholder = CODE_PLACEHOLDER if cell.cell_type == "code" else MARKDOWN_PLACEHOLDER
             stripped = _strip_solution_regions(cell.source, placeholder)
             cell.source = placeholder if stripped is None else stripped
@@ -403,7 +446,10 @@ def student_version(nb: nbformat.NotebookNode, *, assignment: str | None = None)
     if first is not None and first.cell_type == "markdown":
         lines = first.source.split("\n", 1)
         rest = lines[1] if len(lines) > 1 else ""
-        first.source = f"{lines[0]}\n\n{STUDENT_NOTE}\n{rest}"
+        note = STUDENT_NOTE
+        if names:
+            note += " The grader reads: " + ", ".join(f"`{n}`" for n in names) + "."
+        first.source = f"{lines[0]}\n\n{note}\n{rest}"
     nb.metadata["bayesglm"] = {"assignment": assignment, "student_version": True}
     return nb, warnings
 
@@ -421,14 +467,16 @@ def write_student_versions(
     name). With ``strict``, warnings raise :class:`GradingError` and nothing is written.
     """
     solutions, out = Path(solutions), Path(out)
-    names = _assignment_names(solutions)
+    assignments = _assignments_by_notebook(solutions)
     paths = _solution_notebooks(solutions)
     if not paths:
         raise GradingError(f"no notebooks in {solutions}")
     results, all_warnings = [], []
     for path in paths:
         nb = nbformat.read(path, as_version=4)
-        student, warnings = student_version(nb, assignment=names.get(path.name, path.stem))
+        assignment = assignments.get(path.name)
+        student, warnings = student_version(nb, assignment=assignment.name if assignment else path.stem,
+                                            names=graded_names(assignment) if assignment else None)
         if not any(ANSWER_TAG in _tags(cell) for cell in student.cells):
             warnings.append(f"no cell is tagged '{SOLUTION_TAG}': the student version equals the solution")
         all_warnings += [f"{path.name}: {w}" for w in warnings]
@@ -444,13 +492,11 @@ def write_student_versions(
     return written, all_warnings
 
 
-def _assignment_names(solutions: Path) -> dict[str, str]:
-    """Notebook file name -> assignment name, from the folder's grading.toml when there is one."""
-    try:
-        config = load_config(solutions / "grading.toml")
-    except GradingError:
+def _assignments_by_notebook(solutions: Path) -> dict[str, Assignment]:
+    """Notebook file name -> its assignment, from the folder's grading.toml (none without one)."""
+    if not (solutions / "grading.toml").exists():
         return {}
-    return {a.notebook.name: a.name for a in config.assignments.values()}
+    return {a.notebook.name: a for a in load_config(solutions / "grading.toml").assignments.values()}
 
 
 def substitute_source(nb: nbformat.NotebookNode, replacements: dict[str, str]) -> nbformat.NotebookNode:
