@@ -284,6 +284,10 @@ def test_forecast_scores_by_hand():
     assert scores["log_score"] == pytest.approx(np.mean(np.log([0.2, 0.6, 0.995, 0.995])))
     assert scores["coverage"] == pytest.approx(0.75)  # all but [100, 280]
     assert scores["called_at"] == 3 and scores["wrong_calls"] == 0
+    se = np.array([0.01, 0.02, 0.0, 0.0])
+    with_se = forecast_scores(p, lower, upper, 306, True, num_draws=100, p_win_se=se)
+    assert with_se["brier_se"] == pytest.approx(np.sqrt(4 * 0.8**2 * 0.01**2 + 4 * 0.4**2 * 0.02**2) / 4)
+    assert with_se["log_score_se"] == pytest.approx(np.sqrt((0.01 / 0.2) ** 2 + (0.02 / 0.6) ** 2) / 4)
     lost = forecast_scores(p, lower, upper, 250, False, num_draws=100)
     assert lost["called_at"] is None and lost["wrong_calls"] == 2
     assert lost["log_score"] == pytest.approx(np.mean(np.log([0.8, 0.4, 0.005, 0.005])))

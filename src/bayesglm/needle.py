@@ -734,6 +734,7 @@ def forecast_scores(
     actual_win: bool,
     *,
     num_draws: int,
+    p_win_se: Float[Tensor, " num_stamps"] | np.ndarray | None = None,
     confident: float = 0.95,
 ) -> dict[str, float]:
     r"""Scores of a needle against what happened, averaged over the time stamps.
@@ -747,6 +748,12 @@ def forecast_scores(
     - ``called_at``: the first stamp (1-based) from which on the needle gave the actual
       winner at least ``confident``; ``wrong_calls``: the stamps at which it gave the
       actual *loser* at least ``confident``.
+
+    With ``p_win_se`` (the Monte Carlo standard errors of :math:`\hat p_t`, independent
+    across stamps since every stamp has its own chains), also ``brier_se`` and
+    ``log_score_se``, their Monte Carlo standard errors by the delta method:
+    :math:`\frac1T\sqrt{\sum_t 4(\hat p_t - w)^2 s_t^2}` and
+    :math:`\frac1T\sqrt{\sum_t s_t^2 / \hat p_t(\text{actual})^2}`.
     """
     p = np.asarray(p_win, dtype=float)
     lower, upper = np.asarray(lower), np.asarray(upper)
@@ -762,13 +769,21 @@ def forecast_scores(
     # first stamp after which every stamp is confidently right
     tail_ok = np.flip(np.cumprod(np.flip(confident_right))).astype(bool)
     called = int(np.argmax(tail_ok)) + 1 if tail_ok.any() else None
-    return {
+    scores = {
         "brier": float(np.mean((p - outcome) ** 2)),
         "log_score": float(np.mean(np.log(p_actual))),
         "coverage": float(np.mean((lower <= actual_electors) & (actual_electors <= upper))),
         "called_at": called,
         "wrong_calls": int(np.sum(np.where(actual_win, 1 - p, p) >= confident)),
     }
+    if p_win_se is not None:
+        se = np.asarray(p_win_se, dtype=float)
+        if se.shape != p.shape or (se < 0).any():
+            raise ValueError("p_win_se must be a non-negative array like p_win")
+        T = p.shape[0]
+        scores["brier_se"] = float(np.sqrt(np.sum(4 * (p - outcome) ** 2 * se**2)) / T)
+        scores["log_score_se"] = float(np.sqrt(np.sum(se**2 / p_actual**2)) / T)
+    return scores
 
 
 # ============================================== the improved needle and backtests
@@ -918,7 +933,7 @@ def backtest(
             scores = forecast_scores(
                 table["p_dem_win"].to_numpy(), table["dem_electors_lower"].to_numpy(),
                 table["dem_electors_upper"].to_numpy(), int(actual.dem_electors), bool(actual.dem_wins),
-                num_draws=forecast.dem_electors.shape[-1],
+                num_draws=forecast.dem_electors.shape[-1], p_win_se=table["p_dem_win_se"].to_numpy(),
             )
             rows.append({"year": year, "model": model, **scores,
                          "actual_dem_electors": int(actual.dem_electors), "dem_won": bool(actual.dem_wins)})
