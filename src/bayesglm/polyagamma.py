@@ -99,7 +99,7 @@ def _params(b, c, generator: torch.Generator | None = None) -> tuple[Tensor, Ten
     if b.device.type == "cpu":  # NumPy views: the cheapest reductions for small arrays
         bn, cn = b.numpy(), c.numpy()
         b_min = float(bn.min())
-        finite = math.isfinite(float(bn.sum()) + float(np.dot(cn.ravel(), cn.ravel())))
+        finite = math.isfinite(float(bn.sum()) + float(np.vdot(cn, cn)))
     else:
         b_min, total = torch.stack([b.min(), b.sum() + c.square().sum()]).tolist()  # one synchronisation
         finite = math.isfinite(total)
@@ -155,6 +155,8 @@ _SAMPLER_SERIES = np.stack(
     ],
     axis=1,
 )
+_SAMPLER_SERIES_T = np.ascontiguousarray(_SAMPLER_SERIES[:5].T)  # (3, 5): rows theta, q, t1
+_POWERS = np.arange(5.0)
 
 
 def _shape_functions(u: Tensor, switch: float, terms: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -454,8 +456,7 @@ def _shifted_gamma_parameters(b, c, xp):
         small = np.flatnonzero(u < _SWITCH)
         if small.size:
             s = u[small]
-            poly = np.vander(s * s, 5, increasing=True) @ _SAMPLER_SERIES[:5]
-            theta[small], q[small], t1[small] = poly[:, 0], poly[:, 1], poly[:, 2]
+            theta[small], q[small], t1[small] = _SAMPLER_SERIES_T @ np.power.outer(s * s, _POWERS).T
     else:
         small = (u < _SWITCH).nonzero().squeeze(-1)
         if small.numel():
@@ -521,9 +522,11 @@ def sample_pg(
     """
     b, c, dtype, b_min = _params(b, c, generator)
     shape = b.shape
-    b, c = b.reshape(-1), c.reshape(-1)
+    if b.dim() != 1:
+        b, c = b.reshape(-1), c.reshape(-1)
     if b_min > B_EXACT:  # the common case (binomial counts): a single vectorized path
-        return _sample_shifted_gamma(b, c, generator).reshape(shape).to(dtype)
+        out = _sample_shifted_gamma(b, c, generator)
+        return (out if out.shape == shape else out.reshape(shape)).to(dtype)
 
     out = torch.zeros_like(b)
     large = (b > B_EXACT).nonzero().squeeze(-1)
