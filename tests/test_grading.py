@@ -543,12 +543,17 @@ def test_the_preprocessing_solution_gets_full_marks():
     assert not [i for i in report.notebook["issues"] if i["kind"] != "skipped"]  # only the Colab %pip line
 
 
-def test_a_notebook_that_loops_forever_is_stopped_and_the_rest_still_graded():
-    nb = notebook("while True:\n    pass", DEFINE_COVARIATES, DEFINE_RESPONSES)
-    report = grading.grade_notebook(nb, PREPROCESSING, cell_timeout=5)
+def test_a_notebook_that_loops_forever_or_eats_memory_is_stopped_and_the_rest_still_graded():
+    import dataclasses
+
+    limited = dataclasses.replace(PREPROCESSING, memory_limit_mb=3000)
+    nb = notebook("while True:\n    pass", "import numpy as np\nbig = np.ones(10**9)  # 8 GB", DEFINE_COVARIATES,
+                  DEFINE_RESPONSES)
+    report = grading.grade_notebook(nb, limited, cell_timeout=5)
     assert points(report)["0-covariates"] == 2
-    (issue,) = report.notebook["issues"]
-    assert issue["cell"] == 1 and issue["kind"] == "timeout" and "stopped after 5 s" in issue["message"]
+    timeout, memory = report.notebook["issues"]
+    assert timeout["cell"] == 1 and timeout["kind"] == "timeout" and "stopped after 5 s" in timeout["message"]
+    assert memory["cell"] == 2 and "MemoryError" in memory["message"]
     assert "stopped after 5 s" in report.to_markdown()
 
 
@@ -823,3 +828,19 @@ def test_the_hierarchical_solution_gets_full_marks_and_a_student_with_another_se
     student = grading.grade_notebook(notebook(STUDENT_03), HIERARCHICAL, key=key)
     assert not student.notebook["issues"], student.notebook["issues"]
     assert {k: v for k, v in points(student).items() if k in automatic} == automatic, student.to_markdown()
+
+
+def test_the_grading_chapter_quotes_the_checks_as_they_are():
+    """The example check printed in chapters/grading.md is the one in grading.toml."""
+    import re
+    import tomllib
+
+    text = (ROOT / "chapters" / "grading.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", text, re.DOTALL)
+    assert blocks
+    real = tomllib.loads((SOLUTIONS / "grading.toml").read_text())["assignments"]
+    for block in blocks:
+        for name, table in tomllib.loads(block)["assignments"].items():
+            for quoted in table["checks"]:
+                actual = next(c for c in real[name]["checks"] if c["id"] == quoted["id"])
+                assert quoted == actual, quoted["id"]

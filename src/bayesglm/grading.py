@@ -149,7 +149,7 @@ KINDS: dict[str, tuple[set[str], set[str]]] = {
     "expect": ({"expr", "message"}, {"setup"}),
     "manual": ({"heading"}, {"rubric"}),
 }
-_COMMON_KEYS = {"id", "problem", "title", "points", "kind", "hint", "flag_reference", "seed"}
+_COMMON_KEYS = {"id", "problem", "title", "points", "kind", "hint", "flag_reference", "seed", "label"}
 _LIMIT_KEYS = {"cell_timeout", "notebook_timeout", "check_timeout", "memory_limit_mb"}
 _STAT_DEFAULTS = {
     "alpha": 1e-3,
@@ -252,7 +252,7 @@ def _parse_check(raw: dict[str, Any], where: str, defaults: dict[str, Any]) -> C
     if not re.fullmatch(r"[A-Za-z0-9_.\-]+", str(raw["id"])):
         raise GradingError(f"{where}: id {raw['id']!r} may only hold letters, digits, '.', '_' and '-'")
     points = _positive(raw["points"], f"{where}: points", allow_zero=True)
-    params = {key: raw[key] for key in (required | optional) if key in raw}
+    params = {key: raw[key] for key in (required | optional | {"label"}) if key in raw}
     for key in ("alpha", "num_draws", "rtol", "atol", "sd_fraction", "burn_in", "event_dims", "dtypes"):
         if key in required | optional and key not in params:
             params[key] = defaults[key]
@@ -753,9 +753,9 @@ def _fmt_vector(v: np.ndarray, limit: int = 6) -> str:
 def _compare_values(student: Any, reference: Any, what: str, rtol: float, atol: float, up_to_constant: bool,
                     max_mismatch_fraction: float = 0.0) -> str | None:
     """None when equal within tolerance, else the reason in words."""
-    a, b = _as_array(student, f"`{what}`"), _as_array(reference, "the reference")
+    a, b = _as_array(student, what), _as_array(reference, "the reference")
     if a.shape != b.shape:
-        reason = f"`{what}` has shape {tuple(a.shape)}, but the reference has shape {tuple(b.shape)}"
+        reason = f"{what} has shape {tuple(a.shape)}, but the reference has shape {tuple(b.shape)}"
         if hasattr(student, "columns") and hasattr(reference, "columns") and a.ndim == b.ndim == 2:
             if a.shape[1] != b.shape[1]:
                 cols = list(map(str, student.columns))
@@ -766,7 +766,7 @@ def _compare_values(student: Any, reference: Any, what: str, rtol: float, atol: 
         return reason + "."
     numeric = np.issubdtype(b.dtype, np.number)
     if numeric and not np.issubdtype(a.dtype, np.number):
-        return f"`{what}` holds non-numeric entries (dtype {a.dtype}) where numbers are expected."
+        return f"{what} holds non-numeric entries (dtype {a.dtype}) where numbers are expected."
     if not numeric:
         bad = a != b
     else:
@@ -779,13 +779,18 @@ def _compare_values(student: Any, reference: Any, what: str, rtol: float, atol: 
     first = tuple(int(i) for i in np.argwhere(bad)[0])
     where = _label(reference, first)
     allowed = int(max_mismatch_fraction * bad.size)
-    reason = (f"{int(np.sum(bad))} of {bad.size} entries of `{what}` differ from the reference"
+    reason = (f"{int(np.sum(bad))} of {bad.size} entries of {what} differ from the reference"
               + (f" (relative tolerance {rtol:g}, absolute {atol:g}" if numeric else "")
               + (f"; up to {allowed} may" if allowed else "") + (")" if numeric or allowed else "")
               + f"; the first is {where}: yours {_fmt(a[first])}, reference {_fmt(b[first])}")
     if up_to_constant:
         reason += " (both shifted so that their first entries are 0: constants do not matter here)"
     return reason + "."
+
+
+def _display(spec: dict) -> str:
+    """How the tested expression is named in messages: its ``label``, or the code in backticks."""
+    return spec.get("label") or f"`{spec.get('student') or spec.get('draws')}`"
 
 
 def _alternatives(reference: str | dict[str, str]) -> list[tuple[str, str]]:
@@ -797,10 +802,10 @@ def _check_equal(ns: dict, spec: dict) -> dict:
     failures = []
     for label, expr in _alternatives(spec["reference"]):
         reference = _reference_eval(expr, ns)
-        reason = _compare_values(student, reference, spec["student"], spec["rtol"], spec["atol"],
+        reason = _compare_values(student, reference, _display(spec), spec["rtol"], spec["atol"],
                                  bool(spec.get("up_to_constant", False)), float(spec.get("max_mismatch_fraction", 0.0)))
         if reason is None:
-            return {"status": "pass", "message": f"`{spec['student']}` matches the reference"
+            return {"status": "pass", "message": f"{_display(spec)} matches the reference"
                     + (f" ({label})." if label else "."), "details": {"matched": label}}
         failures.append((label, reason))
     return {"status": "fail", "message": _join_alternatives(failures)}
@@ -848,7 +853,7 @@ def _constant_draws(x: np.ndarray, m: np.ndarray, expr: str) -> dict | None:
         return None
     is_mean = np.allclose(x[0], m, rtol=1e-4, atol=1e-8)
     return {"status": "fail", "message": (
-        f"`{expr}` returns the same value on every call" + (" (the conditional mean)" if is_mean else "")
+        f"{expr} returns the same value on every call" + (" (the conditional mean)" if is_mean else "")
         + ": it must return a random draw from the conditional distribution.")}
 
 
@@ -880,7 +885,7 @@ def _check_mvn(draws: np.ndarray, mean: np.ndarray, cov: np.ndarray, alpha: floa
     mean_bad, spread_bad = p_mean < alpha / 2, worst_sd > crit
     if not (mean_bad or spread_bad):
         return {"status": "pass", "details": details, "message": (
-            f"Over {K} calls, the draws of `{expr}` have the mean and covariance of the exact conditional "
+            f"Over {K} calls, the draws of {expr} have the mean and covariance of the exact conditional "
             f"(mean test p = {p_mean:.2g}).")}
     # Where is the mean wrong? Judged with the draws' own spread when the spread is wrong too.
     own_sd = sample_sd if spread_bad else exact_sd
@@ -895,12 +900,12 @@ def _check_mvn(draws: np.ndarray, mean: np.ndarray, cov: np.ndarray, alpha: floa
                    f"{_fmt_vector(exact_sd[int(b)])} (covariance {worst_sd:.1f} standard errors off where about "
                    f"{crit:.1f} is allowed).")
     if not spread_bad:
-        message = f"The draws of `{expr}` do not have the right mean. {mean_text}"
+        message = f"The draws of {expr} do not have the right mean. {mean_text}"
     elif np.max(gap) <= gap_limit:
-        message = (f"The draws of `{expr}` have the right mean but the wrong spread: their covariance is not the "
+        message = (f"The draws of {expr} have the right mean but the wrong spread: their covariance is not the "
                    f"exact conditional covariance. {spread_text}")
     else:
-        message = f"The draws of `{expr}` have neither the right mean nor the right spread. {mean_text} {spread_text}"
+        message = f"The draws of {expr} have neither the right mean nor the right spread. {mean_text} {spread_text}"
     return {"status": "fail", "details": details, "message": message}
 
 
@@ -913,7 +918,7 @@ def _check_moments(draws: np.ndarray, mean: np.ndarray, var: np.ndarray, alpha: 
     if np.any(fixed) and not np.allclose(x[:, fixed], m[fixed], rtol=1e-9, atol=1e-12):
         i = int(np.flatnonzero(fixed & ~np.all(np.isclose(x, m, rtol=1e-9, atol=1e-12), axis=0))[0])
         return {"status": "fail", "message": (
-            f"`{expr}` should return exactly {m[i]:.4g} for entry {i} (a degenerate case, e.g. zero trials) "
+            f"{expr} should return exactly {m[i]:.4g} for entry {i} (a degenerate case, e.g. zero trials) "
             f"but returned values such as {x[0, i]:.4g}.")}
     x, m, v = x[:, ~fixed], m[~fixed], v[~fixed]
     constant = _constant_draws(x, m, expr)
@@ -935,7 +940,7 @@ def _check_moments(draws: np.ndarray, mean: np.ndarray, var: np.ndarray, alpha: 
     mean_bad, spread_bad = p_mean < alpha / 2, abs(ratio - 1.0) > crit * se_ratio
     if not (mean_bad or spread_bad):
         return {"status": "pass", "details": details, "message": (
-            f"Over {K} calls, the draws of `{expr}` have the exact mean and variance (mean test p = {p_mean:.2g}, "
+            f"Over {K} calls, the draws of {expr} have the exact mean and variance (mean test p = {p_mean:.2g}, "
             f"variance ratio {ratio:.3f}).")}
     own = (xbar - m) / np.sqrt(np.maximum(s2, 1e-300) / K)  # the mean judged with the draws' own spread
     own_ok = _chi2_sf(float(np.sum(own**2)), n) >= alpha / 2
@@ -945,11 +950,11 @@ def _check_moments(draws: np.ndarray, mean: np.ndarray, var: np.ndarray, alpha: 
     spread_text = (f"Their variance is {ratio:.3g} times the exact variance ({abs(ratio - 1) / se_ratio:.1f} standard "
                    f"errors from 1; about {crit:.1f} is allowed).")
     if not spread_bad:
-        message = f"The draws of `{expr}` do not have the right mean. {mean_text}"
+        message = f"The draws of {expr} do not have the right mean. {mean_text}"
     elif own_ok:
-        message = f"The draws of `{expr}` have the right mean but the wrong spread. {spread_text}"
+        message = f"The draws of {expr} have the right mean but the wrong spread. {spread_text}"
     else:
-        message = f"The draws of `{expr}` have neither the right mean nor the right variance. {mean_text} {spread_text}"
+        message = f"The draws of {expr} have neither the right mean nor the right variance. {mean_text} {spread_text}"
     return {"status": "fail", "details": details, "message": message}
 
 
@@ -966,8 +971,8 @@ def _run_draw_check(ns: dict, spec: dict, tester) -> dict:
         draws = draws_cache["draws"]
         expected_shape = first.shape if tester is _check_mvn else np.broadcast_shapes(first.shape, second.shape)
         if draws.shape[1:] != tuple(expected_shape):
-            raise _StudentError(f"`{spec['student']}` returned shape {draws.shape[1:]}, but {tuple(expected_shape)} is expected.")
-        result = tester(draws, first, second, spec["alpha"], spec["student"])
+            raise _StudentError(f"{_display(spec)} returned shape {draws.shape[1:]}, but {tuple(expected_shape)} is expected.")
+        result = tester(draws, first, second, spec["alpha"], _display(spec))
         if result["status"] == "pass":
             if label:
                 result["message"] += f" It matches the reference ({label})."
@@ -1311,7 +1316,8 @@ class Report:
         lines += ["| Problem | Check | Points | Result |", "|---|---|---|---|"]
         for c in self.checks:
             got = "–" if c.points is None else pts(c.points)
-            lines.append(f"| {c.problem} | {c.title} | {got} / {pts(c.max_points)} | {_STATUS_WORDS[c.status]} |")
+            cells = [c.problem, c.title, f"{got} / {pts(c.max_points)}", _STATUS_WORDS[c.status]]
+            lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
         lines.append("")
         explained = [c for c in self.checks if c.status in ("fail", "error", "graded", "pending") or c.comment]
         if explained:
@@ -1701,7 +1707,7 @@ async def _grade_async(
             answer, found = _manual_answer(nb, check, prompts)
             if answer:
                 results.append(CheckResult(**base, status="pending", points=None, details={"answer": answer},
-                                           message="Graded by hand" + (f": {check.params['rubric']}" if check.params.get("rubric") else ".")))
+                                           message="Graded by hand." + (f" Rubric: {check.params['rubric']}" if check.params.get("rubric") else "")))
             else:
                 reason = ("no answer was found under this problem's heading" if found else
                           f"the heading '{check.params['heading']}' was not found in the notebook")
