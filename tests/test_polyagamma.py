@@ -152,6 +152,19 @@ def test_sample_moments_match_closed_forms(b):
         assert abs(w[row].var().item() - k2) < SE * var_se, (b, ci)
 
 
+def test_gamma_step_on_the_torch_path():
+    # the code path CUDA tensors take (here on CPU): Marsaglia-Tsang with torch arithmetic
+    from bayesglm.polyagamma import _gamma_large
+
+    n = 50_000
+    for alpha in (1.5, 17.7, 3e5):
+        shape = torch.full((n,), alpha, dtype=torch.float64)
+        g = _gamma_large(shape, torch.Generator().manual_seed(8), shape.device)
+        assert isinstance(g, torch.Tensor) and g.dtype == torch.float64
+        assert abs(g.mean().item() - alpha) < SE * math.sqrt(alpha / n)
+        assert abs(g.var().item() - alpha) < SE * math.sqrt((6 * alpha + 2 * alpha**2) / n)
+
+
 def test_zero_shape_gives_exact_zeros():
     b = torch.tensor([0.0, 1.0, 0.0, 20.0, 0.0, 2.5], dtype=torch.float64)
     c = torch.tensor([1.0, 1.0, -4.0, 1.0, 0.0, 1.0], dtype=torch.float64)

@@ -58,7 +58,8 @@ APPROX_KS_CONSTANT = 9.1e-3
 #: Number of exact series terms for the fractional part of a non-integer ``b < B_EXACT``.
 K_FRAC = 32
 #: Kolmogorov distance of that fractional-part draw from PG(frac(b), c), over |c| <= 50 and
-#: frac(b) >= 0.2 (largest at c = 50: 2.3e-6 for frac 0.2, 2.1e-7 for 0.5, 7e-8 for 0.9).
+#: frac(b) >= 0.2 (largest at c = 50: 2.3e-6 for frac 0.2, 2.1e-7 for 0.5, 7e-8 for 0.9). It grows
+#: as frac(b) -> 0 (3.7e-4 for frac 0.05 at c = 50); the draw's mean and variance stay exact.
 FRAC_KS_BOUND = 3e-6
 
 _TRUNC = 0.64  # Devroye's switch point t between the two series representations of J*(1, z)
@@ -515,7 +516,8 @@ def sample_pg(
       ``APPROX_KS_BOUND`` = 5.4e-4 for every b > 16, 8e-6 at b = 1000, 8e-9 at b = 10^6.
     - non-integer ``b < B_EXACT``: the integer part exactly as above plus PG(frac(b), c) by the
       first ``K_FRAC`` (32) series terms drawn exactly and a three-cumulant shifted gamma for the
-      remainder (Kolmogorov error below ``FRAC_KS_BOUND`` = 3e-6 for frac(b) >= 0.2, |c| <= 50).
+      remainder (Kolmogorov error below ``FRAC_KS_BOUND`` = 3e-6 for frac(b) >= 0.2, |c| <= 50;
+      larger for tiny fractions, 3.7e-4 at frac(b) = 0.05, c = 50).
 
     Computes in float64 and returns the promoted input dtype; draws from ``generator`` only.
     Raises ValueError for negative, NaN or infinite ``b`` or ``c``.
