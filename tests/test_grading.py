@@ -644,8 +644,9 @@ def test_grading_a_class_from_the_command_line(tmp_path, demographics, capsys):
 GLM = CONFIG.assignment("02_binomial_glm")
 # The documented way to grade a shorter version of a solution: regular-expression
 # substitutions on its code (grading.substitute_source). 120 iterations instead of 500,
-# and 30 iterations of the truncated sampler instead of 60, keep the test near a minute.
-REDUCED_02 = {r"num_chains, num_iters = 4, 500": "num_chains, num_iters = 4, 120", r"\[:, -1\], 60,": "[:, -1], 30,"}
+# and 30 iterations of the truncated sampler instead of 100, keep the test near a minute.
+REDUCED_02 = {r"num_chains, num_iters = 4, \d+": "num_chains, num_iters = 4, 120",
+              r"(glm_naive\.gibbs\(y, N, X, glm_samples\[\"betas\"\]\[:, -1\], )\d+": r"\g<1>30"}
 
 STUDENT_02 = '''
 import torch
@@ -743,7 +744,7 @@ def test_glm_students_with_another_seed_pass_and_a_missing_burn_in_costs_exactly
 # ---------------------------------------------------------------------------------------------
 
 HIERARCHICAL = CONFIG.assignment("03_hierarchical_glm")
-REDUCED_03 = {r"num_chains, num_iters = 4, 600": "num_chains, num_iters = 4, 200"}
+REDUCED_03 = {r"num_chains, num_iters = 4, \d+": "num_chains, num_iters = 4, 200"}
 
 STUDENT_03 = '''
 import torch
