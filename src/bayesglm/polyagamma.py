@@ -88,8 +88,9 @@ def _params(b, c, generator: torch.Generator | None = None) -> tuple[Tensor, Ten
     if not dtype.is_floating_point:
         dtype = torch.get_default_dtype()
     # Python numbers go straight to float64 (not through the default float32)
-    b = b.to(torch.float64) if isinstance(b, Tensor) else torch.as_tensor(b, dtype=torch.float64, device=device)
-    c = c.to(torch.float64) if isinstance(c, Tensor) else torch.as_tensor(c, dtype=torch.float64, device=device)
+    # (sampling is not differentiable: detach, so that NumPy views work on tensors that require grad)
+    b = b.detach().to(torch.float64) if isinstance(b, Tensor) else torch.as_tensor(b, dtype=torch.float64, device=device)
+    c = c.detach().to(torch.float64) if isinstance(c, Tensor) else torch.as_tensor(c, dtype=torch.float64, device=device)
     try:
         if b.shape != c.shape:
             b, c = torch.broadcast_tensors(b, c)
@@ -100,15 +101,17 @@ def _params(b, c, generator: torch.Generator | None = None) -> tuple[Tensor, Ten
     if b.device.type == "cpu":  # NumPy views: the cheapest reductions for small arrays
         bn, cn = b.numpy(), c.numpy()
         b_min = float(bn.min())
-        finite = math.isfinite(float(bn.sum()) + float(np.vdot(cn, cn)))
+        finite = float(bn.sum()) + float(np.vdot(cn, cn)) < 1e300  # False for NaN and inf too
     else:
         b_min, total = torch.stack([b.min(), b.sum() + c.square().sum()]).tolist()  # one synchronisation
-        finite = math.isfinite(total)
-    if not finite or not math.isfinite(b_min):  # rare: find out which argument (sums of squares may overflow)
+        finite = total < 1e300
+    if not finite or not math.isfinite(b_min):  # rare: find out which argument is at fault, if any
         if not bool(torch.isfinite(b).all()):
             raise ValueError("b must be finite; got NaN or inf")
         if not bool(torch.isfinite(c).all()):
             raise ValueError("c must be finite; got NaN or inf")
+        if bool((c.abs() > 1e150).any()):  # c^2 and the samplers' intermediate results would overflow
+            raise ValueError(f"|c| must be at most 1e150; got {c.abs().max().item():.3g}")
     if b_min < 0:
         raise ValueError(f"b must be >= 0 (the PG shape); got a negative value {b_min}")
     return b, c, dtype, b_min
@@ -404,7 +407,8 @@ def _gamma_large(alpha, generator: torch.Generator | None, device: torch.device)
     z = torch.randn(n, dtype=torch.float32, device=device, generator=generator)
     u = torch.rand(n, dtype=torch.float32, device=device, generator=generator)
     if isinstance(alpha, np.ndarray):
-        xp, z, log_u = np, z.numpy().astype(np.float64), np.log(u.numpy())
+        with np.errstate(divide="ignore"):  # u = 0 (probability 2^-24): log u = -inf accepts, correctly
+            xp, z, log_u = np, z.numpy().astype(np.float64), np.log(u.numpy())
     else:
         xp, z, log_u = torch, z.to(torch.float64), torch.log(u)
     d = alpha - 1 / 3
