@@ -63,16 +63,18 @@ def points(report: grading.Report) -> dict[str, float | None]:
 
 
 def test_config_describes_every_solution_notebook():
+    """Every assignment has checks, and every problem graded by hand has its heading in the *student* version."""
     assert "00_preprocessing" in CONFIG.assignments
     missing = [a.name for a in CONFIG.assignments.values() if not a.notebook.exists()]
+    lost = []
     for assignment in CONFIG.assignments.values():
         if assignment.name in missing:
             continue
         assert assignment.checks and assignment.max_points > 0
-        for c in assignment.checks:
-            if c.kind == "manual":
-                nb = nbformat.read(assignment.notebook, as_version=4)
-                assert grading._section(nb.cells, c.params["heading"]), f"{c.id}: heading not in the notebook"
+        student, _ = grading.student_version(nbformat.read(assignment.notebook, as_version=4))
+        lost += [f"{assignment.name}: {c.params['heading']}" for c in assignment.checks
+                 if c.kind == "manual" and not grading._section(student.cells, c.params["heading"])]
+    assert not lost, f"headings that the student versions lose (tagged 'solution' with the answer): {lost}"
     if missing:
         pytest.skip(f"solution notebook(s) not written yet: {missing}")
 
@@ -520,6 +522,26 @@ def test_posterior_check_reports_unusable_draws(large_glm):
     result = grading._evaluate_check({"glm_samples": {"betas": torch.zeros(101, 3)}, "beta_hat": torch.zeros(3)}, spec)
     assert result["status"] == "error" and "bayesglm-grade key" in result["message"]
 
+
+def test_posterior_check_of_win_probabilities_handles_certain_outcomes():
+    """0/1 draws: a probability of exactly 0 or 1 still has a Monte Carlo error of order 1/n."""
+    chk = check("04_needle", "4b-win-probability")
+    p = torch.tensor([0.0, 0.2, 0.5, 0.9, 1.0], dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    reference = grading._posterior_summary(torch.bernoulli(p.expand(1200, 5), generator=g).numpy(), 1, 0, "ref",
+                                           binary=True)
+    key = {"summaries": {"": reference}, "names": None}
+    for seed in range(1, 6):
+        g = torch.Generator().manual_seed(seed)
+        wins = torch.bernoulli(p.expand(100, 5), generator=g).T.bool()  # (stamps, draws), as the homework has it
+        result = grading._evaluate_check({"dem_wins": wins}, {**chk.spec(), "reference_summaries": key})
+        assert result["status"] == "pass", result["message"]
+    wrong = torch.bernoulli(torch.tensor([0.0, 0.2, 0.8, 0.9, 1.0]).expand(100, 5), generator=g).T.bool()
+    result = grading._evaluate_check({"dem_wins": wrong}, {**chk.spec(), "reference_summaries": key})
+    assert result["status"] == "fail" and "coordinate 2" in result["message"]
+    result = grading._evaluate_check({"dem_wins": wins.double() * 2}, {**chk.spec(), "reference_summaries": key})
+    assert result["status"] == "fail" and "0/1" in result["message"]
+
 # ---------------------------------------------------------------------------------------------
 # Grading notebooks end to end (one kernel per submission)
 # ---------------------------------------------------------------------------------------------
@@ -845,3 +867,17 @@ def test_the_grading_chapter_quotes_the_checks_as_they_are():
             for quoted in table["checks"]:
                 actual = next(c for c in real[name]["checks"] if c["id"] == quoted["id"])
                 assert quoted == actual, quoted["id"]
+
+
+def test_the_needle_solution_gets_full_marks_and_another_seed_matches_it():
+    needle = CONFIG.assignment("04_needle")
+    if not needle.notebook.exists():
+        pytest.skip("04_needle.ipynb is not written yet")
+    reduced = {r"num_chains, num_iters, burn = 4, \d+, \d+": "num_chains, num_iters, burn = 2, 60, 20",
+               r"num_iters=\d+, burn=\d+, num_chains=2": "num_iters=60, burn=20, num_chains=2"}
+    solution = grading.substitute_source(nbformat.read(needle.notebook, as_version=4), reduced)
+    key, (report,) = grading.build_key(CONFIG, ["04_needle"], notebooks={"04_needle": solution})
+    assert report.score == needle.max_points - report.pending
+    other_seed = grading.substitute_source(solution, {r"setup\(seed=\d+\)": "setup(seed=12345)"})
+    report = grading.grade_notebook(other_seed, needle, key=key)
+    assert report.score == needle.max_points - report.pending, report.to_markdown()
