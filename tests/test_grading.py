@@ -881,3 +881,18 @@ def test_the_needle_solution_gets_full_marks_and_another_seed_matches_it():
     other_seed = grading.substitute_source(solution, {r"setup\(seed=\d+\)": "setup(seed=12345)"})
     report = grading.grade_notebook(other_seed, needle, key=key)
     assert report.score == needle.max_points - report.pending, report.to_markdown()
+
+
+def test_an_assignment_graded_by_hand_collects_answers_without_running_anything():
+    polya_gamma = CONFIG.assignment("01_polya_gamma")
+    if not polya_gamma.notebook.exists():
+        pytest.skip("01_polya_gamma.ipynb is not written yet")
+    student, _ = grading.student_version(nbformat.read(polya_gamma.notebook, as_version=4))
+    answers = [c for c in student.cells if grading.ANSWER_TAG in c.metadata.get("tags", [])]
+    answers[0].source = "Each binomial factor is the identity with b = N_i and psi_i = x_i' beta."
+    report = grading.grade_notebook(student, polya_gamma)
+    assert not report.notebook["executed"] and report.notebook["cells_run"] == 0
+    by_id = {c.id: c for c in report.checks}
+    assert by_id["1a"].status == "pending" and "b = N_i" in by_id["1a"].details["answer"]
+    assert by_id["1b"].status == by_id["1c"].status == "fail"
+    assert "not run: this assignment has only problems graded by hand" in report.to_markdown()

@@ -581,7 +581,8 @@ def synthetic_hierarchical(
                 global_beta=global_beta, local_betas=local_betas)
     out = {k: v.to(dtype) for k, v in data.items()}
     globals_ = global_beta + 0.3 * torch.randn(5, num_features, generator=g, dtype=torch.float64)
-    locals_ = globals_[:, None] + dispersion * torch.randn(5, num_states, num_features, generator=g, dtype=torch.float64)
+    noise = torch.randn(5, num_states, num_features, generator=g, dtype=torch.float64)
+    locals_ = globals_[:, None] + dispersion * noise
     points = [(local.to(dtype), glob.to(dtype)) for local, glob in zip(locals_, globals_)]
     return SimpleNamespace(**out, s=s, num_states=num_states, dispersion=float(dispersion), points=points)
 
@@ -604,7 +605,8 @@ def glm_beta_conditional(data: SimpleNamespace) -> tuple[Float[Tensor, " p"], Fl
 
 
 def glm_log_joint(data: SimpleNamespace, betas: Tensor) -> Float[Tensor, " m"]:
-    r""":math:`\log N(\beta; \mu, \Sigma) + \sum_i \log \mathrm{Bin}(y_i; N_i, \sigma(x_i^\top\beta))` per row of ``betas``."""
+    r""":math:`\log N(\beta; \mu, \Sigma) + \sum_i \log \mathrm{Bin}(y_i; N_i, \sigma(x_i^\top\beta))`,
+    one value per row of ``betas``."""
     from .glm import binomial_log_likelihood
 
     X, y, N, mu, Sigma, betas = _f64(data.X, data.y, data.N, data.prior_mean, data.prior_cov, betas)
@@ -829,7 +831,8 @@ def _repeat_student(expr: str, ns: dict, num_draws: int) -> np.ndarray:
         if k == 0 and not np.issubdtype(draws[0].dtype, np.number):
             raise _StudentError(f"`{expr}` returned {type(value).__name__} holding non-numbers")
         if draws[-1].shape != draws[0].shape:
-            raise _StudentError(f"`{expr}` returned shape {draws[-1].shape} on call {k + 1} but {draws[0].shape} before")
+            raise _StudentError(
+                f"`{expr}` returned shape {draws[-1].shape} on call {k + 1} but {draws[0].shape} before")
     array = np.stack(draws).astype(np.float64)
     if not np.isfinite(array).all():
         raise _StudentError(f"`{expr}` returned NaN or infinite values")
@@ -971,7 +974,8 @@ def _run_draw_check(ns: dict, spec: dict, tester) -> dict:
         draws = draws_cache["draws"]
         expected_shape = first.shape if tester is _check_mvn else np.broadcast_shapes(first.shape, second.shape)
         if draws.shape[1:] != tuple(expected_shape):
-            raise _StudentError(f"{_display(spec)} returned shape {draws.shape[1:]}, but {tuple(expected_shape)} is expected.")
+            raise _StudentError(
+                f"{_display(spec)} returned shape {draws.shape[1:]}, but {tuple(expected_shape)} is expected.")
         result = tester(draws, first, second, spec["alpha"], _display(spec))
         if result["status"] == "pass":
             if label:
@@ -1079,7 +1083,8 @@ def _compare_posterior(estimate: np.ndarray, summary: dict, reference: dict, spe
     """(passed, worst gap / limit, reason, details) against one reference summary."""
     ref_mean, ref_sd, ref_mcse = (np.asarray(reference[k], dtype=np.float64) for k in ("mean", "sd", "mcse"))
     if estimate.shape != ref_mean.shape:
-        raise _StudentError(f"{what} has shape {tuple(estimate.shape)}; the reference has shape {tuple(ref_mean.shape)}")
+        raise _StudentError(
+            f"{what} has shape {tuple(estimate.shape)}; the reference has shape {tuple(ref_mean.shape)}")
     mcse = np.asarray(summary["mcse"], dtype=np.float64)
     limit, z = posterior_tolerance(mcse, ref_mcse, ref_sd, alpha=spec["alpha"], sd_fraction=spec["sd_fraction"])
     gap = np.abs(estimate - ref_mean)
@@ -1112,7 +1117,9 @@ def _check_posterior(ns: dict, spec: dict) -> dict:
     burn_in = _posterior_burn_in(ns, spec)
     summary = _posterior_summary(draws.astype(np.float64), spec["event_dims"], burn_in, expr,
                                  binary=bool(spec.get("binary", False)))
-    what = f"the posterior mean of {_display(spec)}" + (f" after discarding the first {burn_in} draws" if burn_in else "")
+    what = f"the posterior mean of {_display(spec)}"
+    if burn_in:
+        what += f" after discarding the first {burn_in} draws"
     if spec.get("estimate"):
         estimate = _as_array(_student_eval(spec["estimate"], ns), f"`{spec['estimate']}`").astype(np.float64)
         what = f"`{spec['estimate']}`"
@@ -1160,8 +1167,9 @@ def _reference_flags(ns: dict, names: list[str]) -> list[str]:
             module = getattr(c, "__module__", "") or ""
             if module == "bayesglm" or module.startswith("bayesglm."):
                 what = "is" if c is obj else "builds on"
-                flags.append(f"`{name}` {what} the book's reference implementation "
-                             f"({module}.{getattr(c, '__qualname__', getattr(c, '__name__', '?'))}), not the student's own code")
+                qualname = getattr(c, "__qualname__", getattr(c, "__name__", "?"))
+                flags.append(f"`{name}` {what} the book's reference implementation ({module}.{qualname}), "
+                             f"not the student's own code")
                 break
     return flags
 
@@ -1331,7 +1339,8 @@ class Report:
         score = f"**Score: {pts(self.score)} / {pts(self.max_score)}**"
         if self.pending:
             score += f" ({pts(self.pending)} of them graded by hand, not yet scored)"
-        lines += [score, "", f"Submission `{self.submission}`, graded {self.graded_at} (bayesglm {self.bayesglm_version}).", ""]
+        lines += [score, "", f"Submission `{self.submission}`, graded {self.graded_at} "
+                  f"(bayesglm {self.bayesglm_version}).", ""]
         lines += ["| Problem | Check | Points | Result |", "|---|---|---|---|"]
         for c in self.checks:
             got = "–" if c.points is None else pts(c.points)
@@ -1358,11 +1367,15 @@ class Report:
         if nb.get("read_error"):
             lines += [f"- The notebook could not be read: {nb['read_error']}", ""]
         else:
-            lines.append(f"- {nb.get('cells_run', 0)} of {nb.get('code_cells', 0)} code cells ran, "
-                         f"in {nb.get('runtime_s', 0):.0f} s (limits: {nb.get('cell_timeout', 0):.0f} s per cell, "
-                         f"{nb.get('notebook_timeout', 0):.0f} s in all).")
+            if nb.get("executed", True):
+                lines.append(f"- {nb.get('cells_run', 0)} of {nb.get('code_cells', 0)} code cells ran, "
+                             f"in {nb.get('runtime_s', 0):.0f} s (limits: {nb.get('cell_timeout', 0):.0f} s per cell, "
+                             f"{nb.get('notebook_timeout', 0):.0f} s in all).")
+            elif nb.get("code_cells"):
+                lines.append("- The notebook was not run: this assignment has only problems graded by hand.")
             for issue in nb.get("issues", []):
-                lines.append(f"- Code cell {issue['cell']}: {issue['message']}")
+                where = f"Code cell {issue['cell']}: " if issue.get("cell") else ""
+                lines.append(f"- {where}{issue['message']}")
             lines.append("")
         attention = self.needs_attention
         if attention:
@@ -1384,7 +1397,8 @@ def _kernel_spec_dir(workdir: Path) -> Path:
     spec = folder / KERNEL_NAME
     spec.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "bayesglm grader", "language": "python"}))
+    kernel = {"argv": argv, "display_name": "bayesglm grader", "language": "python"}
+    (spec / "kernel.json").write_text(json.dumps(kernel))
     return folder
 
 
@@ -1647,18 +1661,18 @@ def _manual_answer(nb, check: Check, prompts: set[str]) -> tuple[str, bool]:
     parts = []
     placeholders = {_normalize(CODE_PLACEHOLDER), _normalize(MARKDOWN_PLACEHOLDER)}
     for cell in section:
-        source = cell.source
-        if cell.cell_type == "markdown":  # headings are not answers
-            source = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith("#"))
-        text = _normalize(source)
-        if not text or text in placeholders or text in prompts:
+        full = _normalize(cell.source)
+        if not full or full in placeholders or full in prompts:  # untouched prompt, given code or placeholder
             continue
+        body = cell.source
+        if cell.cell_type == "markdown":  # a heading alone is not an answer
+            body = re.sub(r"^\s*#+\s.*$", "", body, flags=re.MULTILINE)
+        text = _normalize(body)
         for prompt in prompts:  # the prompt cell with the answer typed into it
-            if len(prompt) > 20 and text.startswith(prompt):
-                text = text[len(prompt):].strip()
+            if len(prompt) > 20 and full.startswith(prompt):
+                text = full[len(prompt):].strip()
                 break
-        text = text.replace(_normalize(MARKDOWN_PLACEHOLDER), "").strip()
-        if text:
+        if text.replace(_normalize(MARKDOWN_PLACEHOLDER), "").strip():
             parts.append(cell.source.strip())
     return "\n\n".join(parts), True
 
@@ -1723,17 +1737,19 @@ async def _grade_async(
     for check in assignment.checks:
         base = dict(id=check.id, problem=check.problem, title=check.title, max_points=check.points, hint=check.hint)
         if check.kind == "manual":
+            rubric = f" Rubric: {check.params['rubric']}" if check.params.get("rubric") else ""
             answer, found = _manual_answer(nb, check, prompts)
             if answer:
                 results.append(CheckResult(**base, status="pending", points=None, details={"answer": answer},
-                                           message="Graded by hand." + (f" Rubric: {check.params['rubric']}" if check.params.get("rubric") else "")))
+                                           message="Graded by hand." + rubric))
             else:
                 reason = ("no answer was found under this problem's heading" if found else
                           f"the heading '{check.params['heading']}' was not found in the notebook")
                 results.append(CheckResult(**base, status="fail", points=0.0, message=f"No answer: {reason}."))
             continue
         if read_error:
-            outcome = {"status": "fail", "message": f"The notebook could not be read ({read_error}), so nothing could be checked."}
+            outcome = {"status": "fail",
+                       "message": f"The notebook could not be read ({read_error}), so nothing could be checked."}
         elif check.id in run.results:
             outcome = run.results[check.id]
         elif run.dead:
@@ -1746,11 +1762,12 @@ async def _grade_async(
                                    message=outcome.get("message", ""), details=outcome.get("details", {}),
                                    flags=outcome.get("flags", [])))
     notebook_info = {"code_cells": run.code_cells, "cells_run": run.cells_run, "runtime_s": round(run.runtime_s, 1),
-                     "issues": run.issues, "cell_timeout": cell_timeout, "notebook_timeout": notebook_timeout}
+                     "issues": run.issues, "cell_timeout": cell_timeout, "notebook_timeout": notebook_timeout,
+                     "executed": bool(nb is not None and specs)}
     if read_error:
         notebook_info["read_error"] = read_error
     elif nb is not None and not run.code_cells:
-        notebook_info["issues"] = [{"cell": 0, "kind": "empty", "message": "the notebook has no code"}]
+        notebook_info["issues"] = [{"cell": 0, "kind": "empty", "message": "The notebook has no code."}]
     return Report(
         student=name, assignment=assignment.name, title=assignment.title,
         submission=str(submission) if not isinstance(submission, nbformat.NotebookNode) else "(in memory)",
@@ -1959,7 +1976,8 @@ def read_manual_scores(path: str | os.PathLike) -> list[dict]:
         rows = list(csv.DictReader(f))
     missing = {"student", "check", "points"} - set(rows[0] if rows else {"student", "check", "points"})
     if missing:
-        raise GradingError(f"{path}: the CSV needs the columns student, check, points[, comment]; missing {sorted(missing)}")
+        raise GradingError(f"{path}: the CSV needs the columns student, check, points[, comment]; "
+                           f"missing {sorted(missing)}")
     return rows
 
 
@@ -1981,7 +1999,8 @@ def write_summary_csv(reports: list[Report], path: str | os.PathLike) -> Path:
                          "cells_with_errors", "needs_attention"])
         for r in reports:
             by_id = {c.id: c for c in r.checks}
-            points = ["" if by_id.get(i) is None or by_id[i].points is None else f"{by_id[i].points:g}" for i in check_ids]
+            points = ["" if by_id.get(i) is None or by_id[i].points is None else f"{by_id[i].points:g}"
+                      for i in check_ids]
             bad_cells = sum(1 for issue in r.notebook.get("issues", []) if issue["kind"] != "skipped")
             writer.writerow([r.student, r.assignment, f"{r.score:g}", f"{r.max_score:g}", f"{r.pending:g}", *points,
                              bad_cells, " | ".join(r.needs_attention)])
@@ -2085,7 +2104,8 @@ def main(argv: list[str] | None = None) -> int:
             key, reports = build_key(config, args.assignment, key=load_key(path), force=args.force)
             path.write_text(json.dumps(key, indent=1))
             for r in reports:
-                print(f"{r.assignment}: solution graded {r.score:g} / {r.max_score:g} (+{r.pending:g} by hand); recorded")
+                print(f"{r.assignment}: solution graded {r.score:g} / {r.max_score:g} "
+                      f"(+{r.pending:g} by hand); recorded")
             print(f"key written to {path}")
             return 0
         if args.command == "rescore":
