@@ -101,10 +101,11 @@ def _params(b, c, generator: torch.Generator | None = None) -> tuple[Tensor, Ten
     if b.device.type == "cpu":  # NumPy views: the cheapest reductions for small arrays
         bn, cn = b.numpy(), c.numpy()
         b_min = float(bn.min())
-        finite = float(bn.sum()) + float(np.vdot(cn, cn)) < 1e300  # False for NaN and inf too
+        # max |c| rather than np.vdot(c, c): a BLAS call on long vectors starts OpenBLAS threads that fight torch's
+        finite = float(bn.sum()) < 1e300 and float(np.abs(cn).max()) <= 1e150  # False for NaN and inf too
     else:
-        b_min, total = torch.stack([b.min(), b.sum() + c.square().sum()]).tolist()  # one synchronisation
-        finite = total < 1e300
+        b_min, b_total, c_max = torch.stack([b.min(), b.sum(), c.abs().max()]).tolist()  # one synchronisation
+        finite = b_total < 1e300 and c_max <= 1e150
     if not finite or not math.isfinite(b_min):  # rare: find out which argument is at fault, if any
         if not bool(torch.isfinite(b).all()):
             raise ValueError("b must be finite; got NaN or inf")
