@@ -610,7 +610,8 @@ def test_empty_and_unreadable_submissions_are_graded_zero(tmp_path):
 
 
 def test_grading_a_class_from_the_command_line(tmp_path, demographics, capsys):
-    """Two submissions (one raises and answers by hand, one has a wrong one-hot encoding), two kernels at once."""
+    """Three submissions (one raises and answers by hand, one has a wrong one-hot encoding, one answers nothing),
+    two kernels at once."""
     submissions = tmp_path / "submissions"
     submissions.mkdir()
     student, _ = grading.student_version(nbformat.read(SOLUTIONS / "00_preprocessing.ipynb", as_version=4))
@@ -622,6 +623,7 @@ def test_grading_a_class_from_the_command_line(tmp_path, demographics, capsys):
     one_hot = notebook(DEFINE_COVARIATES + "\nlevel_1 = (load_demographics().sort_values('fips').ruralurban_cc == 1)\n"
                        "covariates.insert(15, 'ruralurban_cc_1', level_1.to_numpy(float))", DEFINE_RESPONSES)
     nbformat.write(one_hot, submissions / "bob.ipynb")
+    nbformat.write(notebook("import torch\nx = torch.zeros(3)"), submissions / "carol.ipynb")  # answers nothing
     out = tmp_path / "reports"
     status = grading.main(["grade", str(submissions), "-a", "00_preprocessing", "-s", str(SOLUTIONS),
                            "-o", str(out), "-j", "2"])
@@ -639,9 +641,13 @@ def test_grading_a_class_from_the_command_line(tmp_path, demographics, capsys):
     assert {c["id"]: c["points"] for c in bob["checks"] if c["status"] != "pending"} == {
         **AUTOMATIC_00, "0-covariates": 0.0, "0a": 0.0, "0b": 0.0, "0c": 0.0}
     assert "24 columns where 23 are expected" in (out / "bob.md").read_text()
+    carol = json.loads((out / "carol.json").read_text())
+    assert carol["score"] == 0 and carol["notebook"]["cells_run"] == 1
+    assert "`covariates` is not defined" in next(c for c in carol["checks"] if c["id"] == "0-covariates")["message"]
     with open(out / "summary.csv") as f:
         rows = {row["student"]: row for row in csv.DictReader(f)}
     assert rows["alice"]["score"] == "2" and rows["bob"]["score"] == "0" and rows["alice"]["pending_points"] == "2"
+    assert rows["alice"]["cells_with_errors"] == "1" and rows["carol"]["score"] == "0"
     template = (out / "manual_scores_template.csv").read_text().splitlines()
     assert template == ["student,check,max_points,points,comment", "alice,0a,2,,"]
     scores = tmp_path / "scores.csv"
