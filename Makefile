@@ -32,6 +32,7 @@ install: $(VENV)/.installed
 book: install
 	scripts/fetch_mathjax.sh
 	$(VENV)/bin/jupyter-book build --warningiserror --keep-going --path-output . .
+	$(PY) -m bayesglm.grading student hw2_solutions -o _build/html/student
 	@echo "The book is in _build/html/index.html"
 
 unit: install
