@@ -272,7 +272,9 @@ def decide_election(
     the Republicans, so that every elector is assigned.
     """
     if dem_votes.shape != rep_votes.shape:
-        raise ValueError(f"dem_votes and rep_votes must have the same shape; got {tuple(dem_votes.shape)}, {tuple(rep_votes.shape)}")
+        raise ValueError(
+            f"dem_votes and rep_votes must have the same shape; got {tuple(dem_votes.shape)}, {tuple(rep_votes.shape)}"
+        )
     if dem_votes.shape[-1:] != electors.shape:
         raise ValueError(f"votes end with {dem_votes.shape[-1]} states but electors has {electors.numel()}")
     dem_states = dem_votes > rep_votes
@@ -364,7 +366,8 @@ class _CollapsedHierarchicalGLM(HierarchicalBinomialGLM):
         prior_only = ~informed
         if prior_only.any():
             noise = torch.randn(int(prior_only.sum()), self.num_features, dtype=DTYPE, generator=generator)
-            local_betas[prior_only] = global_beta.unsqueeze(1).expand_as(local_betas)[prior_only] + self.dispersion * noise
+            centre = global_beta.unsqueeze(1).expand_as(local_betas)[prior_only]
+            local_betas[prior_only] = centre + self.dispersion * noise
         return global_beta
 
 
@@ -686,7 +689,8 @@ def summarize_needle(
     ``p_dem_win_se`` is the Monte Carlo standard error
     :math:`\sqrt{\hat p (1 - \hat p) / \mathrm{ESS}}`, with the effective sample size of
     the win indicator over ``num_chains`` chains (the draws are then taken as
-    ``num_chains`` consecutive blocks), or M independent draws when ``num_chains`` is None.
+    ``num_chains`` consecutive blocks), or M independent draws when ``num_chains`` is None
+    (or a chain has fewer than 4 draws).
     ``order`` names the state reported at each stamp (``None``: no names).
     """
     electors = forecast.dem_electors
@@ -703,12 +707,13 @@ def summarize_needle(
     median = torch.quantile(values, 0.5, dim=1, interpolation="nearest")
     wins = forecast.dem_wins.to(DTYPE)
     p_win = wins.mean(1)
-    if num_chains is None:
-        ess = np.full(T, float(M))
-    else:
+    if num_chains is not None:
         num_chains = _check_positive_int("num_chains", num_chains)
         if M % num_chains:
             raise ValueError(f"num_draws ({M}) is not a multiple of num_chains ({num_chains})")
+    if num_chains is None or M // num_chains < 4:  # too few draws per chain for split diagnostics
+        ess = np.full(T, float(M))
+    else:
         by_chain = wins.reshape(T, num_chains, M // num_chains).permute(1, 2, 0)
         with np.errstate(invalid="ignore", divide="ignore"):
             ess = effective_sample_size(by_chain)
@@ -913,7 +918,8 @@ def backtest(
     for k, (year, resp) in enumerate(zip(years, current)):  # one batched run per election
         _, y_now, N_now = _aligned([reference, resp])
         y_now, N_now = y_now[1], N_now[1]
-        offset = torch.stack([torch.zeros(reference.y.shape[0], dtype=DTYPE), swing_offset(previous[k], _reindex(resp, reference))])
+        swing = swing_offset(previous[k], _reindex(resp, reference))
+        offset = torch.stack([torch.zeros_like(swing), swing])  # (models, n): baseline, swing
         means = torch.stack([prior_means[k], torch.zeros(p, dtype=DTYPE)])  # (models, p)
         y_t, N_t = mask_responses(y_now, N_now, masks)  # (T, n)
         draws = _fit(
@@ -931,7 +937,9 @@ def backtest(
             state_sums(y_now, reference.s, S), state_sums(N_now - y_now, reference.s, S), electors_t
         )
         for j, model in enumerate(MODELS):
-            one = Outcome(forecast.dem_states[j], forecast.dem_electors[j], forecast.rep_electors[j], forecast.dem_wins[j])
+            one = Outcome(
+                forecast.dem_states[j], forecast.dem_electors[j], forecast.rep_electors[j], forecast.dem_wins[j]
+            )
             table = summarize_needle(one, order, num_chains=num_chains)
             scores = forecast_scores(
                 table["p_dem_win"].to_numpy(), table["dem_electors_lower"].to_numpy(),
