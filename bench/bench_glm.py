@@ -18,26 +18,21 @@ Run by hand: ``python bench/bench_glm.py [--iters 1000] [--chains 4] [--naive-it
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import time
-from pathlib import Path
 
 # NumPy's OpenBLAS starts its own worker threads for vectors of more than about 8,000
-# entries (sample_pg validates its inputs with a NumPy dot product, and 4 chains x 3111
+# entries (sample_pg once validated its inputs with a NumPy dot product, and 4 chains x 3111
 # counties is 12,444 entries). On a busy machine those threads fight the torch thread and
 # made the batched run 5 times slower in our measurements; pin them unless the caller chose.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 
+import _record  # noqa: E402  (bench/_record.py: machine facts and where results go)
 import bayesglm  # noqa: E402
 from bayesglm.glm import BinomialGLM  # noqa: E402
 from bayesglm.polyagamma import sample_pg, sample_pg_naive  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results" / "glm.json"
 
 
 class TimedSampler:
@@ -121,16 +116,12 @@ def main() -> None:
 
     report = {
         "benchmark": "Gibbs iterations per second (all chains advance once per iteration), 2016 binomial GLM, mu = 0, Sigma = I",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "openblas_threads": os.environ["OPENBLAS_NUM_THREADS"],
-            "load_average_1min_at_start": round(load_at_start, 2),
-        },
+        "date": _record.now(),
+        "machine": _record.machine(
+            threads=torch.get_num_threads(),
+            openblas_threads=os.environ["OPENBLAS_NUM_THREADS"],
+            load_average_1min_at_start=round(load_at_start, 2),
+        ),
         "settings": {"num_counties": data.X.shape[0], "num_features": data.X.shape[1], "chains": args.chains,
                      "iters": args.iters, "naive_iters": args.naive_iters},
         "command": "python bench/bench_glm.py " + " ".join(
@@ -139,9 +130,7 @@ def main() -> None:
         "speedups": speedups,
     }
     if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"\nwrote {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
+        _record.write("glm", report)
 
 
 if __name__ == "__main__":

@@ -18,22 +18,17 @@ Run by hand: ``python bench/bench_hierarchical.py`` (writes bench/results/hierar
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
+import _record  # bench/_record.py: machine facts and where results go
 from bayesglm.data import load_year
 from bayesglm.gaussian import sample_gaussian_information
 from bayesglm.hierarchical import HierarchicalBinomialGLM
 from bayesglm.polyagamma import sample_pg, sample_pg_naive
 
-RESULTS = Path(__file__).resolve().parent / "results" / "hierarchical.json"
 
 
 def loop_gibbs(model, s, y, N, X, global_beta, local_betas, num_iters, generator):
@@ -144,23 +139,15 @@ def main() -> None:
     print(f"{'Needle batch (50 stamps x 4 chains)':<46}{needle_cpu:>10.4f}{needle_wall:>10.4f}")
     print(f"{'  of which sample_pg':<46}{pg_needle_cpu:>10.4f}  ({100 * pg_needle_cpu / needle_cpu:.0f}%)")
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "benchmark": "hierarchical GLM, seconds per Gibbs iteration, 2016 data (nu = 0.1)",
         "command": "python bench/bench_hierarchical.py",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "torch": torch.__version__,
-            "threads": args.threads,
-        },
+        "date": _record.now(),
+        "machine": _record.machine(threads=args.threads),
         "settings": {"iters": args.iters, "repeats": args.repeats, "needle_iters": args.needle_iters},
         "results": rows,
     }
-    RESULTS.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    _record.write("hierarchical", record)
 
 
 if __name__ == "__main__":

@@ -28,16 +28,13 @@ Run by hand: ``python bench/bench_needle.py`` (writes bench/results/needle.json)
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
+import _record  # bench/_record.py: machine facts and where results go
 from bayesglm.data import load_year
 from bayesglm.gaussian import sample_gaussian_information
 from bayesglm.hierarchical import HierarchicalBinomialGLM
@@ -50,7 +47,6 @@ from bayesglm.needle import (
 )
 from bayesglm.polyagamma import sample_pg_naive
 
-RESULTS = Path(__file__).resolve().parent / "results" / "needle.json"
 F64 = torch.float64
 
 
@@ -208,24 +204,15 @@ def main() -> None:
               f"{r['sequential_predict_s_extrapolated']:>13.0f}{r['sequential_total_s_extrapolated']:>11.0f}")
         print(f"{'speed-up (' + kind + ')':<40}{r['speedup']:>34.0f}x")
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "benchmark": "the whole 2020 Needle: 50 stamps x Gibbs + posterior prediction, batched vs sequential naive",
         "command": "python bench/bench_needle.py",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "torch": torch.__version__,
-            "threads": args.threads,
-            "load_average_1min": os.getloadavg()[0],
-        },
+        "date": _record.now(),
+        "machine": _record.machine(threads=args.threads, load_average_1min=os.getloadavg()[0]),
         "settings": {k: v for k, v in vars(args).items()},
         "results": rows,
     }
-    RESULTS.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
+    _record.write("needle", record)
 
 
 if __name__ == "__main__":

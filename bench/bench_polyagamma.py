@@ -25,16 +25,13 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one core for everything, like torch below
 
-import datetime
-import json
-import platform
 import random
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
+import _record  # bench/_record.py: machine facts and where results go
 from bayesglm.data import load_year
 from bayesglm.polyagamma import APPROX_KS_BOUND, B_EXACT, sample_pg, sample_pg_naive
 
@@ -43,7 +40,6 @@ try:
 except ImportError:  # optional baseline
     pg_c = None
 
-RESULTS = Path(__file__).resolve().parent / "results" / "polyagamma.json"
 
 
 def posterior_mode(X: torch.Tensor, y: torch.Tensor, N: torch.Tensor, iters: int = 25) -> torch.Tensor:
@@ -135,18 +131,14 @@ def main() -> None:
     record = {
         "benchmark": "Pólya-gamma draws per second, 3111 draws per call (one per county), median over about a second of interleaved calls",
         "command": "BAYESGLM_DATA_DIR=../shared/data python bench/bench_polyagamma.py",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
-            "numpy": np.__version__,
-            "polyagamma": getattr(pg_c, "__version__", "not installed"),
-            "load_average_1min_at_start": load,
-        },
+        "date": _record.now(),
+        "machine": _record.machine(
+            threads=torch.get_num_threads(),
+            openblas_threads=os.environ.get("OPENBLAS_NUM_THREADS"),
+            numpy=np.__version__,
+            polyagamma=getattr(pg_c, "__version__", "not installed"),
+            load_average_1min_at_start=load,
+        ),
         "settings": {
             "draws_per_call": int(cases["homework"][0].numel()),
             "seconds_of_calls_per_sampler": 1.0,
@@ -158,9 +150,7 @@ def main() -> None:
         "results": results,
         "speedups": speedups,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
-    print(f"wrote {RESULTS}")
+    _record.write("polyagamma", record, indent=1)
 
 
 if __name__ == "__main__":
