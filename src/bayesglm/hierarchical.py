@@ -325,13 +325,33 @@ class HierarchicalBinomialGLM:
         local.view(S * B, p).index_copy_(0, pairs.index, draws)
         return local.transpose(0, 1)
 
-    def _sample_global(self, local_betas, generator) -> Tensor:
-        # J_0 = Sigma^-1 + S nu^-2 I ; h_0 = Sigma^-1 mu + nu^-2 sum_s beta_s
-        prior_precision = self.dispersion**-2
+    def _sample_global(self, local_betas, generator, informed: Tensor | None = None) -> Tensor:
+        r"""Draw :math:`\beta_0 \mid \{\beta_s\}`: :math:`J_0 = \Sigma^{-1} + S\nu^{-2} I`,
+        :math:`h_0 = \Sigma^{-1}\mu + \nu^{-2}\sum_s \beta_s`.
+
+        With ``informed`` ((B, S) booleans: which states of each batch entry have data) and
+        some state without data, the step is *collapsed*: the uninformed states enter the
+        joint only through :math:`N(\beta_s; \beta_0, \nu^2 I)`, so integrating them out gives
+        :math:`\beta_0 \mid \{\beta_s\}_{s \in \mathcal I}` (the sums above over the informed
+        states only), after which the uninformed :math:`\beta_s \sim N(\beta_0, \nu^2 I)` are
+        redrawn in place. That is an exact blocked Gibbs step, and it keeps :math:`\beta_0`
+        mixing when most states have no data (election night): the plain step moves it by
+        only about :math:`\nu/\sqrt{S}` per sweep there.
+        """
+        nu_precision = self.dispersion**-2
         eye = torch.eye(self.num_features, dtype=DTYPE)
-        J = self._prior_precision + self.num_states * prior_precision * eye
-        h = self._prior_linear + prior_precision * local_betas.sum(-2)
-        return sample_gaussian_information(J.expand(*h.shape, h.shape[-1]), h, generator=generator)
+        if informed is None or bool(informed.all()):
+            J = self._prior_precision + self.num_states * nu_precision * eye
+            h = self._prior_linear + nu_precision * local_betas.sum(-2)
+            return sample_gaussian_information(J.expand(*h.shape, h.shape[-1]), h, generator=generator)
+        weights = informed.to(DTYPE)
+        J = self._prior_precision + (nu_precision * weights.sum(-1))[:, None, None] * eye
+        h = self._prior_linear + nu_precision * (weights.unsqueeze(-1) * local_betas).sum(-2)
+        global_beta = sample_gaussian_information(J, h, generator=generator)
+        prior_only = ~informed
+        noise = torch.randn(int(prior_only.sum()), self.num_features, dtype=DTYPE, generator=generator)
+        local_betas[prior_only] = global_beta.unsqueeze(1).expand_as(local_betas)[prior_only] + self.dispersion * noise
+        return global_beta
 
     # ------------------------------------------------- the assignment's methods
     def log_prob(
@@ -358,7 +378,6 @@ class HierarchicalBinomialGLM:
         offset = self._check_offset(offset, X.shape[0])
         psi = (local_betas[..., s, :] * X).sum(-1) + offset
         batch = self._batch_shape(y.shape[:-1], psi.shape[:-1], global_beta.shape[:-1])
-        n = X.shape[0]
         prior = self._log_prior(local_betas.expand(*batch, S, p), global_beta.expand(*batch, p))
         return prior + binomial_log_likelihood(y, N, psi)
 
@@ -497,7 +516,8 @@ class HierarchicalBinomialGLM:
         y_, N_, offset_ = flat(y), flat(N), flat(offset)
         B = y_.shape[0]
         blocks = _StateBlocks(s, X, S)
-        pairs = blocks.pairs(torch.zeros(B, S, dtype=DTYPE).index_add_(1, s, N_) > 0)  # pairs with data
+        informed = torch.zeros(B, S, dtype=DTYPE).index_add_(1, s, N_) > 0  # (batch entry, state) with data
+        pairs = blocks.pairs(informed)
         # sum_i log C(N_i, y_i), fixed over iterations: binomial_log_likelihood at logits 0, plus N log 2
         log_choose = binomial_log_likelihood(y_, N_, torch.zeros_like(y_)) + math.log(2) * N_.sum(-1)
 
@@ -517,7 +537,7 @@ class HierarchicalBinomialGLM:
         for it in iterations:
             omega = sample_pg(N_, psi, generator=generator)
             local_betas = self._sample_local(blocks, y_, N_, omega, offset_, global_beta, generator, pairs)
-            global_beta = self._sample_global(local_betas, generator)
+            global_beta = self._sample_global(local_betas, generator, informed)  # collapsed where states lack data
             psi = blocks.linear_predictor(local_betas) + offset_
             out_global[:, it + 1], out_local[:, it + 1] = global_beta, local_betas
             out_lp[:, it + 1] = log_joint(psi, local_betas, global_beta)

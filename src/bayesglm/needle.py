@@ -50,7 +50,6 @@ from torch import Tensor
 
 from .data import Responses, load_year
 from .diagnostics import effective_sample_size
-from .gaussian import sample_gaussian_information
 from .hierarchical import HierarchicalBinomialGLM
 
 __all__ = [
@@ -315,62 +314,6 @@ def _check_iters(num_iters, burn, num_chains) -> tuple[int, int, int | None]:
     return num_iters, burn, num_chains
 
 
-class _CollapsedHierarchicalGLM(HierarchicalBinomialGLM):
-    r"""The hierarchical sampler with a collapsed step for states that have no data yet.
-
-    Early on election night most states are unrevealed. Their weights have no data,
-    so the plain Gibbs step :math:`\beta_0 \mid \{\beta_s\}_{s=1}^S` (precision
-    :math:`\Sigma^{-1} + S\nu^{-2} I`) is pinned to within :math:`\nu/\sqrt{S}` of the
-    average of :math:`\beta_s` that were themselves drawn around the *previous*
-    :math:`\beta_0`: :math:`\beta_0` moves as an AR(1) process with coefficient about
-    :math:`(S - k)/S` (:math:`k` informed states), a random walk when :math:`k = 1`.
-    Instead we draw :math:`(\beta_0, \{\beta_s\}_{s \notin \mathcal{I}})` jointly given the
-    informed states :math:`\mathcal{I}` (those with data):
-
-    .. math::
-
-        \beta_0 \mid \{\beta_s\}_{s \in \mathcal{I}} \sim N(J_0^{-1} h_0, J_0^{-1}), \quad
-        J_0 = \Sigma^{-1} + |\mathcal{I}| \nu^{-2} I, \quad
-        h_0 = \Sigma^{-1}\mu + \nu^{-2} \textstyle\sum_{s \in \mathcal{I}} \beta_s,
-        \qquad \beta_s \mid \beta_0 \sim N(\beta_0, \nu^2 I) \ (s \notin \mathcal{I}),
-
-    which is exact because the uninformed states enter the joint only through
-    :math:`N(\beta_s; \beta_0, \nu^2 I)`, and integrating them out leaves
-    :math:`p(\beta_0 \mid \{\beta_s\}_{s \in \mathcal{I}})`. With all states informed it is the
-    plain step. (A workaround in this module until ``HierarchicalBinomialGLM`` offers
-    it: it overrides the global update and redraws the uninformed states of the
-    local draws in place.)
-
-    Args:
-        informed: (B, S) booleans, B = the sampler's flattened batch (*batch, chains):
-            which (batch entry, state) pairs have some :math:`N_i > 0`.
-    """
-
-    def __init__(self, *args, informed: Tensor) -> None:
-        super().__init__(*args)
-        self._informed = informed
-
-    def _sample_global(self, local_betas: Tensor, generator: torch.Generator | None) -> Tensor:
-        informed = self._informed
-        if local_betas.shape[:-1] != informed.shape:
-            raise RuntimeError(
-                f"collapsed update: local betas {tuple(local_betas.shape)} do not match the informed "
-                f"states {tuple(informed.shape)} (has HierarchicalBinomialGLM.gibbs changed?)"
-            )
-        nu_precision = self.dispersion**-2
-        weights = informed.to(DTYPE)
-        eye = torch.eye(self.num_features, dtype=DTYPE)
-        J = self._prior_precision + (nu_precision * weights.sum(-1))[:, None, None] * eye
-        h = self._prior_linear + nu_precision * (weights.unsqueeze(-1) * local_betas).sum(-2)
-        global_beta = sample_gaussian_information(J, h, generator=generator)
-        prior_only = ~informed
-        if prior_only.any():
-            noise = torch.randn(int(prior_only.sum()), self.num_features, dtype=DTYPE, generator=generator)
-            centre = global_beta.unsqueeze(1).expand_as(local_betas)[prior_only]
-            local_betas[prior_only] = centre + self.dispersion * noise
-        return global_beta
-
-
 def _fit(
     s: Int[Tensor, " n"],
     y: Float[Tensor, "*batch n"],
@@ -413,25 +356,17 @@ def _fit(
         raise ValueError(f"batch shapes of the data, offset and prior_mean do not broadcast: {shapes}") from err
     chains = () if num_chains is None else (num_chains,)
     zero = torch.zeros(p, dtype=DTYPE)
-    # which (batch entry, chain, state) have data, in the sampler's flattened batch order
-    counts = torch.zeros(*N.shape[:-1], num_states, dtype=DTYPE).index_add_(-1, s, N.to(DTYPE))
-    informed = (counts > 0).expand(*batch, num_states)
-    if chains:
-        informed = informed.unsqueeze(-2).expand(*batch, *chains, num_states)
-    model = _CollapsedHierarchicalGLM(
+    # States without data get the sampler's collapsed global step (HierarchicalBinomialGLM._sample_global).
+    model = HierarchicalBinomialGLM(
         num_states, zero if shifted else prior_mean, prior_sd**2 * torch.eye(p, dtype=DTYPE), dispersion,
-        informed=informed.reshape(-1, num_states),
     )
     init = prior_sd * torch.randn(*batch, *chains, p, dtype=DTYPE, generator=generator)
     if not shifted:
         init = init + prior_mean
-    # sample_pg's gamma step takes log(u) of float32 uniforms, which are exactly 0 about once in
-    # 2^24 draws: log(0) = -inf is the intended "accept", but NumPy warns about it; silence only that.
-    with np.errstate(divide="ignore"):
-        samples = model.gibbs(
-            s, y.to(DTYPE), N.to(DTYPE), X.to(DTYPE), init, num_iters,
-            num_chains=num_chains, generator=generator, progress=progress, offset=offset,
-        )
+    samples = model.gibbs(
+        s, y.to(DTYPE), N.to(DTYPE), X.to(DTYPE), init, num_iters,
+        num_chains=num_chains, generator=generator, progress=progress, offset=offset,
+    )
     if shifted:
         mu = prior_mean.reshape(*mean_batch, *(1,) * len(chains), 1, p)
         samples["global_beta"] = samples["global_beta"] + mu
