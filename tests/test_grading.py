@@ -672,10 +672,8 @@ GLM = CONFIG.assignment("02_binomial_glm")
 # The documented way to grade a shorter version of a solution: regular-expression
 # substitutions on its code (grading.substitute_source). 120 iterations instead of 500,
 # and 30 iterations of the truncated sampler instead of 100, keep the test near a minute.
-REDUCED_02 = {r"num_chains, num_iters = 4, \d+": "num_chains, num_iters = 4, 120",
-              r"(glm_naive\.gibbs\(y, N, X, glm_samples\[\"betas\"\]\[:, -1\], )\d+": r"\g<1>30"}
-
-STUDENT_02 = '''
+# What both synthetic students write first: the data, and the homework's truncated PG sampler.
+STUDENT_PREAMBLE = '''
 import torch
 from torch.distributions import Gamma, MultivariateNormal
 from bayesglm.data import extract_responses, load_demographics, load_votes, preprocess_covariates
@@ -688,7 +686,12 @@ def sample_pg(b, c, trunc=200):  # the homework's truncated series
     g = torch.moveaxis(Gamma(b + 1e-8, 1.0).sample((trunc,)), 0, -1)
     k = torch.arange(trunc) + 1
     return (g / ((k - 0.5) ** 2 + c[..., None] ** 2 / (4 * torch.pi ** 2))).sum(-1) / (2 * torch.pi ** 2)
+'''
 
+REDUCED_02 = {r"num_chains, num_iters = 4, \d+": "num_chains, num_iters = 4, 120",
+              r"(glm_naive\.gibbs\(y, N, X, glm_samples\[\"betas\"\]\[:, -1\], )\d+": r"\g<1>30"}
+
+STUDENT_02 = STUDENT_PREAMBLE + '''
 class BinomialGLM:
     def __init__(self, prior_mean, prior_cov):
         self.prior_mean, self.prior_cov = prior_mean, prior_cov
@@ -772,20 +775,7 @@ def test_glm_students_with_another_seed_pass_and_a_missing_burn_in_costs_exactly
 HIERARCHICAL = CONFIG.assignment("03_hierarchical_glm")
 REDUCED_03 = {r"num_chains, num_iters = 4, \d+": "num_chains, num_iters = 4, 200"}
 
-STUDENT_03 = '''
-import torch
-from torch.distributions import Gamma, MultivariateNormal
-from bayesglm.data import extract_responses, load_demographics, load_votes, preprocess_covariates
-
-covariates = preprocess_covariates(load_demographics())
-responses, state_names = extract_responses(load_votes(), 2016)
-
-def sample_pg(b, c, trunc=200):  # the homework's truncated series
-    b, c = torch.broadcast_tensors(b.float(), c.float())
-    g = torch.moveaxis(Gamma(b + 1e-8, 1.0).sample((trunc,)), 0, -1)
-    k = torch.arange(trunc) + 1
-    return (g / ((k - 0.5) ** 2 + c[..., None] ** 2 / (4 * torch.pi ** 2))).sum(-1) / (2 * torch.pi ** 2)
-
+STUDENT_03 = STUDENT_PREAMBLE + '''
 def gaussian(J, h):
     cov = torch.linalg.inv(J)
     cov = (cov + cov.T) / 2
